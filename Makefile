@@ -1,0 +1,35 @@
+# vvkit: two commands on a fresh machine.
+#   make demo   build .venv if missing, then run the whole offline study (notebooks 01-04)
+#   make test   build .venv if missing, then run the test suite
+PY ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+PARAMS ?= params/default.yaml
+
+.PHONY: demo test test-all bench install clean-runs
+
+$(BIN)/vvkit: pyproject.toml requirements.txt
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q torch==2.13.0
+	$(BIN)/pip install -q -r requirements.txt
+	$(BIN)/pip install -q --no-deps -e .
+	$(BIN)/python -m ipykernel install --prefix $(VENV) --name vvkit --display-name "vvkit (.venv)" >/dev/null
+	touch $(BIN)/vvkit
+
+install: $(BIN)/vvkit
+
+demo: $(BIN)/vvkit
+	HF_HUB_OFFLINE=1 $(BIN)/vvkit run --params $(PARAMS)
+
+test: $(BIN)/vvkit
+	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q -m "not slow"
+
+test-all: $(BIN)/vvkit
+	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q
+
+bench: $(BIN)/vvkit
+	for b in benchmarks/bench_*.py; do HF_HUB_OFFLINE=1 $(BIN)/python $$b || exit 1; done
+
+clean-runs:
+	rm -rf runs/

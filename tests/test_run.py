@@ -1,0 +1,89 @@
+"""The runner: numbered notebooks, shared parameters, run folder, clear failures, resume."""
+import json
+from pathlib import Path
+
+import nbformat
+import pytest
+import yaml
+
+from vvkit.config import ConfigError, load_params
+from vvkit.run import NotebookFailed, find_notebooks, read_metrics, run_study, summarize
+
+
+def _notebook(path: Path, body: str) -> None:
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "vvkit", "display_name": "vvkit (.venv)", "language": "python"}
+    nb.metadata["language_info"] = {"name": "python"}
+    params = nbformat.v4.new_code_cell('run_dir = "runs/x"\nseed = 0\nframes = {}\npolicy = None')
+    params.metadata["tags"] = ["parameters"]
+    nb.cells = [nbformat.v4.new_markdown_cell("# test"), params, nbformat.v4.new_code_cell(body)]
+    nbformat.write(nb, path)
+
+
+@pytest.fixture
+def study(tmp_path):
+    nbs = tmp_path / "notebooks"
+    nbs.mkdir()
+    _notebook(nbs / "01_first.ipynb", "from vvkit.run import record_metrics\n"
+              "record_metrics(run_dir, '01_first', {'seed': seed, 'fps': frames.get('fps')})")
+    _notebook(nbs / "02_second.ipynb", "import json, pathlib\n"
+              "m = json.loads((pathlib.Path(run_dir) / 'metrics' / '01_first.json').read_text())\n"
+              "from vvkit.run import record_metrics\nrecord_metrics(run_dir, '02_second', {'got': m['seed'] + 1})")
+    (nbs / "notes.ipynb").write_text("{}")  # not numbered: ignored
+    params = tmp_path / "p.yaml"
+    params.write_text(yaml.safe_dump({"run": {"name": "t", "seed": 7}, "frames": {"fps": 1.0}}))
+    return tmp_path, nbs, params
+
+
+def test_find_notebooks_orders_numbered_only(study):
+    _, nbs, _ = study
+    specs = find_notebooks(nbs)
+    assert [(s.number, s.section) for s in specs] == [(1, "first"), (2, "second")]
+
+
+def test_run_executes_notebooks_in_order_into_run_folder(study):
+    tmp, nbs, params = study
+    out = tmp / "runs" / "r1"
+    run_dir = run_study(params, out=out, notebooks_dir=nbs, progress=False)
+    assert run_dir == out
+    metrics = read_metrics(out)
+    assert metrics["01_first"] == {"seed": 7, "fps": 1.0}
+    assert metrics["02_second"] == {"got": 8}
+    state = json.loads((out / "run.json").read_text())
+    assert state["seed"] == 7 and state["code_version"]
+    assert {v["status"] for v in state["notebooks"].values()} == {"ok"}
+    assert (out / "notebooks" / "01_first.ipynb").exists()
+    assert yaml.safe_load((out / "params.yaml").read_text())["run"]["seed"] == 7
+    assert "02_second" in summarize(out)
+
+
+def test_failing_notebook_names_itself_and_keeps_partial_copy(study):
+    tmp, nbs, params = study
+    _notebook(nbs / "03_broken.ipynb", "raise ValueError('boom')")
+    out = tmp / "runs" / "r2"
+    with pytest.raises(NotebookFailed, match=r"03_broken.ipynb failed in cell .*ValueError: boom"):
+        run_study(params, out=out, notebooks_dir=nbs, progress=False)
+    assert (out / "notebooks" / "03_broken.ipynb").exists()
+    state = json.loads((out / "run.json").read_text())
+    assert state["notebooks"]["03_broken.ipynb"]["status"] == "failed"
+    # resume: the finished notebooks are skipped, the broken one runs again after a fix
+    _notebook(nbs / "03_broken.ipynb", "x = 1")
+    (out / "metrics" / "01_first.json").unlink()
+    run_study(params, out=out, notebooks_dir=nbs, resume=True, progress=False)
+    assert not (out / "metrics" / "01_first.json").exists()  # skipped, not redone
+    assert json.loads((out / "run.json").read_text())["notebooks"]["03_broken.ipynb"]["status"] == "ok"
+
+
+def test_params_errors_name_section_and_key(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump({"run": {"seed": 0, "sede": 1}}))
+    with pytest.raises(ConfigError, match="sede"):
+        load_params(bad)
+    bad.write_text(yaml.safe_dump({"frames": {"fsp": 2}}))
+    with pytest.raises(ConfigError, match="frames"):
+        load_params(bad)
+    bad.write_text(yaml.safe_dump({"no_such_notebook": {"a": 1}}))
+    with pytest.raises(ConfigError, match="no_such_notebook"):
+        load_params(bad)
+    with pytest.raises(ConfigError, match="not found"):
+        load_params(tmp_path / "missing.yaml")

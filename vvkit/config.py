@@ -1,0 +1,168 @@
+"""Typed configs, one dataclass per notebook stage, filled strictly from `params/*.yaml`.
+
+A params file has one section per numbered notebook (`data_synthesis`, `reward_design`, `grpo_training`,
+`analysis`) plus the shared `run` and `frames` sections. Unknown keys and wrong types are errors that name the
+file, the section and the key, as nanoGPT's configurator does, but with dataclasses instead of `exec`.
+"""
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+# Keys every notebook receives (see `vvkit.run`): the run folder, the seed, the one frame policy, the policy path.
+SHARED_KEYS = ("run_dir", "seed", "frames", "policy")
+
+# The `run` section: what the runner itself needs, not passed to notebooks except `seed` and `policy`.
+RUN_KEYS = {
+    "name": "Run name; the folder is runs/<name>__seed<seed>__<time> unless --out is given.",
+    "seed": "Seed for every generator and trainer in the run.",
+    "policy": "Path of a saved policy (a local Qwen2.5-VL folder); null = the tiny offline policy built in the run.",
+    "notebooks": "Which numbered notebooks to run, e.g. [1, 2]; null = all of them in order.",
+}
+
+
+class ConfigError(ValueError):
+    """A params file or config dict that does not match its dataclass."""
+
+
+def _type_ok(value: Any, tp: Any) -> bool:
+    """Lenient runtime check for the simple types used in params (int accepted for float, None for Optional)."""
+    if tp is Any or isinstance(tp, str):
+        return True
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        return any(_type_ok(value, a) for a in typing.get_args(tp))
+    if tp is type(None):
+        return value is None
+    if tp is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if tp is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if tp in (str, bool):
+        return isinstance(value, tp)
+    if origin in (list, tuple) or tp in (list, tuple):
+        return isinstance(value, (list, tuple))
+    if origin is dict or tp is dict:
+        return isinstance(value, dict)
+    if typing.get_origin(tp) is typing.Literal:
+        return value in typing.get_args(tp)
+    return True  # enums, classes from TRL/transformers: left to their own __post_init__
+
+
+def from_dict(cls: type, d: dict, where: str = "params") -> Any:
+    """Build dataclass `cls` from `d`, rejecting unknown keys and wrongly typed values with a named error."""
+    names = {f.name: f for f in dataclasses.fields(cls) if f.init}
+    unknown = sorted(set(d) - set(names))
+    if unknown:
+        raise ConfigError(
+            f"{where}: unknown key(s) {unknown} for {cls.__name__}; valid keys: {sorted(names)}"
+        )
+    try:
+        hints = typing.get_type_hints(cls)
+    except Exception:  # third-party base classes may have unresolved forward references
+        hints = {}
+    for k, v in d.items():
+        tp = hints.get(k)
+        if tp is not None and not _type_ok(v, tp):
+            raise ConfigError(f"{where}: key {k!r} = {v!r} should be of type {tp}")
+    return cls(**d)
+
+
+def field_help(cls: type) -> dict[str, str]:
+    """Help text of every field (shown by `vvkit run --help-params`)."""
+    return {f.name: f.metadata.get("help", "") for f in dataclasses.fields(cls)}
+
+
+def _f(default: Any = dataclasses.MISSING, help: str = "", **kw: Any) -> Any:
+    if isinstance(default, (list, dict)):
+        return field(default_factory=lambda d=default: type(d)(d), metadata={"help": help}, **kw)
+    return field(default=default, metadata={"help": help}, **kw)
+
+
+@dataclass
+class SharedConfig:
+    """Fields every stage config carries: where outputs go, the seed, the frame policy, the policy path."""
+
+    run_dir: str = _f("runs/interactive", "Run folder; every output of the notebook goes below it.")
+    seed: int = _f(0, "Seed for data generation, sampling and training.")
+    frames: dict = _f({}, "FramePolicy fields (fps, nframes, min/max_frames, min/max/total_pixels, backend).")
+    policy: str | None = _f(None, "Saved policy folder; None = the tiny offline policy in <run_dir>/policy/tiny.")
+
+
+@dataclass
+class AnalysisConfig(SharedConfig):
+    """Notebook 04: evaluation of the warm-start and trained policies, diagnostics, the report."""
+
+    compare: list = _f(["warm_start", "grpo"], "Policies to compare: names under <run_dir>/train, or folders.")
+    eval_data: str | None = _f(None, "Held-out rows (JSONL); None = <run_dir>/data/test.jsonl.")
+    max_rows: int | None = _f(None, "Evaluate at most this many held-out rows (None = all).")
+    batch_size: int = _f(16, "Prompts per batched generate during evaluation.")
+    max_new_tokens: int = _f(48, "Greedy decoding budget per answer.")
+    diagnostics: list = _f(["video", "shuffled", "blank", "no_video"], "Grounding conditions to evaluate.")
+    benchmarks: dict = _f({}, "Optional local benchmark files: {name: {format, path, video_root}}.")
+    judge: str = _f("offline", "Judge for open-ended answers: 'offline' (embeddings) or 'http'.")
+
+
+# Section name in params/*.yaml -> "module:Class" of its config (imported lazily to keep `vvkit run` fast).
+SECTION_CONFIGS: dict[str, str] = {
+    "data_synthesis": "vvkit.config:SynthConfig",
+    "reward_design": "vvkit.config:RewardConfig",
+    "grpo_training": "vvkit.config:TrainConfig",
+    "analysis": "vvkit.config:AnalysisConfig",
+}
+
+
+def section_config(section: str) -> type:
+    """The dataclass that validates one params section."""
+    if section not in SECTION_CONFIGS:
+        raise ConfigError(f"unknown params section {section!r}; known: {sorted(SECTION_CONFIGS)}")
+    mod, _, name = SECTION_CONFIGS[section].partition(":")
+    import importlib
+
+    module = importlib.import_module(mod)
+    if not hasattr(module, name):
+        raise ConfigError(f"section {section!r}: {mod}.{name} is not defined")
+    return getattr(module, name)
+
+
+def load_params(path: str | Path) -> dict:
+    """Read and validate a params file: every section and key must be known, every value well typed."""
+    path = Path(path)
+    if not path.exists():
+        raise ConfigError(f"{path}: params file not found (presets live in params/, e.g. params/default.yaml)")
+    try:
+        params = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: not valid YAML: {e}") from None
+    if not isinstance(params, dict):
+        raise ConfigError(f"{path}: top level must be a mapping of sections")
+    run = params.get("run", {}) or {}
+    unknown = sorted(set(run) - set(RUN_KEYS))
+    if unknown:
+        raise ConfigError(f"{path}: section 'run': unknown key(s) {unknown}; valid: {sorted(RUN_KEYS)}")
+    from vvkit.video import FramePolicy
+
+    frames = params.get("frames", {}) or {}
+    try:
+        FramePolicy.from_dict(frames)
+    except (TypeError, ValueError) as e:
+        raise ConfigError(f"{path}: section 'frames': {e}") from None
+    for section, values in params.items():
+        if section in ("run", "frames"):
+            continue
+        cls = section_config(section)
+        values = values or {}
+        if not isinstance(values, dict):
+            raise ConfigError(f"{path}: section {section!r} must be a mapping")
+        clash = sorted(set(values) & set(SHARED_KEYS))
+        if clash:
+            raise ConfigError(f"{path}: section {section!r} sets shared key(s) {clash}; set them under 'run'/'frames'")
+        shared = {"run_dir": "runs/check", "seed": int(run.get("seed", 0)), "frames": frames, "policy": run.get("policy")}
+        from_dict(cls, {**shared, **values}, where=f"{path}: section {section!r}")
+    return params

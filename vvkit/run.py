@@ -1,0 +1,225 @@
+"""The run folder and the headless study: `vvkit run` executes the numbered notebooks with papermill.
+
+A run folder `runs/<name>/` holds the resolved params, the seed, the code version, the executed notebooks and
+every output, so a run can be redone from its folder (cleanrl's run naming, nanoGPT's config-in-checkpoint,
+recommenders' parameters-tag notebooks).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from vvkit.config import SHARED_KEYS, ConfigError, load_params
+from vvkit.io import atomic_write_json, atomic_write_text
+
+NOTEBOOK_RE = re.compile(r"^(\d\d)_([a-z0-9_]+)\.ipynb$")
+KERNEL_NAME = "vvkit"
+
+
+class NotebookFailed(RuntimeError):
+    """A notebook of the study raised; the partial executed copy stays in the run folder."""
+
+
+@dataclass
+class NotebookSpec:
+    number: int
+    section: str  # params section name: the stem without its number
+    path: Path
+
+
+def is_interactive() -> bool:
+    """True in a live Jupyter session, False under papermill / `vvkit run` / plain Python (widgets are skipped)."""
+    if os.environ.get("VVKIT_HEADLESS") == "1":
+        return False
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return False
+    ip = get_ipython()
+    return ip is not None and type(ip).__name__ == "ZMQInteractiveShell"
+
+
+def record_metrics(run_dir: str | os.PathLike, name: str, metrics: dict[str, Any]) -> Path:
+    """Write a notebook's headline numbers to `<run_dir>/metrics/<name>.json` (tests and the report read them)."""
+    return atomic_write_json(Path(run_dir) / "metrics" / f"{name}.json", metrics)
+
+
+def read_metrics(run_dir: str | os.PathLike) -> dict[str, dict]:
+    """All metrics files of a run, by notebook name."""
+    d = Path(run_dir) / "metrics"
+    return {p.stem: json.loads(p.read_text()) for p in sorted(d.glob("*.json"))} if d.exists() else {}
+
+
+def find_notebooks(folder: str | os.PathLike = "notebooks") -> list[NotebookSpec]:
+    """The numbered notebooks `NN_name.ipynb` of a folder, in order."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"{folder}: notebooks folder not found (run from the repository root or pass --notebooks)")
+    specs = []
+    for p in sorted(folder.iterdir()):
+        m = NOTEBOOK_RE.match(p.name)
+        if m:
+            specs.append(NotebookSpec(int(m.group(1)), m.group(2), p))
+    return specs
+
+
+def code_version() -> str:
+    """`git describe` of the checkout (with -dirty), or the package version outside a git checkout."""
+    try:
+        out = subprocess.run(
+            ["git", "describe", "--always", "--dirty", "--tags"],
+            capture_output=True, text=True, timeout=10, cwd=Path(__file__).resolve().parent,
+        )
+        if out.returncode == 0 and out.stdout.strip():
+            return out.stdout.strip()
+    except (OSError, subprocess.TimeoutExpired):
+        pass
+    from importlib.metadata import version
+
+    return f"vvkit {version('vvkit')}"
+
+
+def new_run_dir(name: str, seed: int, root: str | os.PathLike = "runs") -> Path:
+    """`runs/<name>__seed<seed>__<YYYYmmdd-HHMMSS>` (cleanrl-style run names)."""
+    return Path(root) / f"{name}__seed{seed}__{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+def notebook_parameters(params: dict, spec: NotebookSpec, run_dir: Path) -> dict:
+    """What one notebook receives: the shared keys plus its own section of the params."""
+    run = params.get("run", {}) or {}
+    shared = {
+        "run_dir": str(run_dir.resolve()),
+        "seed": int(run.get("seed", 0)),
+        "frames": params.get("frames", {}) or {},
+        "policy": run.get("policy"),
+    }
+    assert set(shared) == set(SHARED_KEYS)
+    return {**shared, **(params.get(spec.section) or {})}
+
+
+def _params_hash(p: dict) -> str:
+    return hashlib.sha256(json.dumps(p, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def _check_kernel() -> None:
+    from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
+
+    try:
+        KernelSpecManager().get_kernel_spec(KERNEL_NAME)
+    except NoSuchKernel:
+        raise RuntimeError(
+            f"Jupyter kernel {KERNEL_NAME!r} is not registered for this environment. Register it with:\n"
+            f"  {sys.executable} -m ipykernel install --prefix {sys.prefix} --name {KERNEL_NAME}"
+        ) from None
+
+
+def run_study(
+    params_path: str | os.PathLike,
+    out: str | os.PathLike | None = None,
+    notebooks_dir: str | os.PathLike = "notebooks",
+    only: list[int] | None = None,
+    resume: bool = False,
+    progress: bool = True,
+) -> Path:
+    """Execute the numbered notebooks in order into one run folder; returns the run folder.
+
+    `resume=True` skips notebooks that already finished in this folder with the same parameters, so a run
+    interrupted in notebook 03 restarts there.
+    """
+    import papermill as pm
+
+    params = load_params(params_path)
+    run = params.get("run", {}) or {}
+    seed = int(run.get("seed", 0))
+    run_dir = Path(out) if out else new_run_dir(run.get("name", Path(params_path).stem), seed)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    specs = find_notebooks(notebooks_dir)
+    wanted = only if only is not None else run.get("notebooks")
+    if wanted is not None:
+        specs = [s for s in specs if s.number in set(wanted)]
+    if not specs:
+        raise FileNotFoundError(f"no numbered notebooks (NN_name.ipynb) to run in {notebooks_dir}")
+    _check_kernel()
+
+    atomic_write_text(run_dir / "params.yaml", yaml.safe_dump(params, sort_keys=False))
+    state_path = run_dir / "run.json"
+    state = json.loads(state_path.read_text()) if state_path.exists() else {}
+    state.update(seed=seed, code_version=code_version(), params_file=str(params_path), python=sys.version.split()[0])
+    state.setdefault("started", time.strftime("%Y-%m-%dT%H:%M:%S"))
+    state.setdefault("notebooks", {})
+    env_backup = os.environ.get("VVKIT_HEADLESS")
+    os.environ["VVKIT_HEADLESS"] = "1"  # inherited by the kernel: widgets are skipped, plots are saved
+    try:
+        for spec in specs:
+            nb_params = notebook_parameters(params, spec, run_dir)
+            key, h = spec.path.name, _params_hash(nb_params)
+            done = state["notebooks"].get(key, {})
+            if resume and done.get("status") == "ok" and done.get("params_hash") == h:
+                print(f"[vvkit] {key}: already done in this run folder, skipped (resume)")
+                continue
+            out_nb = run_dir / "notebooks" / key
+            out_nb.parent.mkdir(parents=True, exist_ok=True)
+            print(f"[vvkit] running {key} -> {out_nb}")
+            t0 = time.time()
+            state["notebooks"][key] = {"status": "running", "params_hash": h}
+            atomic_write_json(state_path, state)
+            try:
+                pm.execute_notebook(
+                    str(spec.path), str(out_nb), parameters=nb_params, kernel_name=KERNEL_NAME,
+                    cwd=str(Path.cwd()), progress_bar=progress, log_output=False,
+                )
+            except pm.PapermillExecutionError as e:
+                state["notebooks"][key] = {"status": "failed", "params_hash": h, "cell": e.exec_count,
+                                           "error": f"{e.ename}: {e.evalue}", "seconds": round(time.time() - t0, 1)}
+                atomic_write_json(state_path, state)
+                raise NotebookFailed(
+                    f"{key} failed in cell {e.exec_count} ({e.ename}: {e.evalue}). "
+                    f"The partial executed copy is {out_nb}"
+                ) from None
+            state["notebooks"][key] = {"status": "ok", "params_hash": h, "seconds": round(time.time() - t0, 1)}
+            atomic_write_json(state_path, state)
+    finally:
+        if env_backup is None:
+            os.environ.pop("VVKIT_HEADLESS", None)
+        else:
+            os.environ["VVKIT_HEADLESS"] = env_backup
+    state["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S")
+    atomic_write_json(state_path, state)
+    return run_dir
+
+
+def summarize(run_dir: str | os.PathLike) -> str:
+    """A few lines for the terminal: where the report is and the headline numbers of each notebook."""
+    run_dir = Path(run_dir)
+    lines = [f"run folder: {run_dir}"]
+    report = run_dir / "report.md"
+    if report.exists():
+        lines.append(f"report:     {report}")
+    state = json.loads((run_dir / "run.json").read_text()) if (run_dir / "run.json").exists() else {}
+    for nb, info in state.get("notebooks", {}).items():
+        lines.append(f"  {nb}: {info.get('status')} in {info.get('seconds', '?')} s")
+    for name, metrics in read_metrics(run_dir).items():
+        head = metrics.get("headline", metrics)
+        flat = ", ".join(f"{k}={_fmt(v)}" for k, v in head.items() if isinstance(v, (int, float, str)))
+        lines.append(f"  {name}: {flat[:300]}")
+    return "\n".join(lines)
+
+
+def _fmt(v: Any) -> str:
+    return f"{v:.3f}" if isinstance(v, float) else str(v)
+
+
+__all__ = [
+    "ConfigError", "NotebookFailed", "find_notebooks", "is_interactive", "new_run_dir", "read_metrics",
+    "record_metrics", "run_study", "summarize",
+]
