@@ -1,0 +1,104 @@
+"""Every prompt template in one place: the Reason-Then-Respond instruction, the per-task texts (captioning,
+DarkEventInfer, MixVidQA, multiple choice) and the toy-world questions. The paper's user turn is the question
+followed by an instruction to reason in <think> and answer in <answer>, with no system prompt for video (§7); the
+wording here is ours and short, because the tiny policy's context is a few hundred tokens.
+Bump PROMPT_VERSION whenever a template changes: cached datasets and results record it."""
+from __future__ import annotations
+
+from typing import Any
+
+PROMPT_VERSION = "v1"
+
+# ---- the Reason-Then-Respond instruction appended to every task (paper §7, reworded) ----
+INSTRUCTION = "Think inside <think> </think>, then give the final answer inside <answer> </answer>."
+
+# ---- per-task texts ----
+CAPTION_PROMPT = "Describe this video in detail."  # the paper's caption prompt (§3)
+DARK_EVENT_PROMPT = ("A black screen hides one event in this video. From what happens before and after it, "
+                     "infer what happened during the black screen.")  # DarkEventInfer (§1)
+MIXVID_PROMPT = ("This video alternates between two different clips. Answer only about the clip shown {order}, "
+                 "ignoring the other one. {question}")  # MixVidQA (§2); order is "first" or "second"
+MCQ_TEMPLATE = "{question}\nOptions:\n{options}\nAnswer with the option letter."
+MIXVID_ORDERS = ("first", "second")
+
+# ---- questions: family -> (open-ended form, multiple-choice form); {desc}/{event} are filled by the generator ----
+QUESTIONS: dict[str, tuple[str, str]] = {
+    "colour": ("What colour is the shape?", "What colour is the shape?"),
+    "colour_first": ("What colour is the shape that enters first?", "What colour is the shape that enters first?"),
+    "shape": ("What shape is in the video?", "What shape is in the video?"),
+    "shape_first": ("What shape enters first?", "What shape enters first?"),
+    "count": ("How many shapes appear in the video?", "How many shapes appear in the video?"),
+    "enter_side": ("From which side does {desc} enter?", "From which side does {desc} enter?"),
+    "direction": ("Which way does {desc} move?", "Which way does {desc} move?"),
+    "turn_colour": ("What colour does {desc} turn?", "What colour does {desc} turn?"),
+    "first_event": ("What happens first in the video?", "Which of these happens first?"),
+    "after": ("What happens right after {event}?", "What happens right after {event}?"),
+    "before": ("What happens right before {event}?", "What happens right before {event}?"),
+}
+
+
+def _get(row: Any, key: str) -> Any:
+    return row[key] if isinstance(row, dict) else getattr(row, key)
+
+
+def format_options(options: list[str]) -> str:
+    """One option per line, already lettered ('A. red')."""
+    return "\n".join(options)
+
+
+def task_text(row: Any) -> str:
+    """The task part of the prompt (question, plus the option list for multiple choice), without the instruction."""
+    problem, ptype = _get(row, "problem"), _get(row, "problem_type")
+    if ptype == "mcq":
+        options = _get(row, "options")
+        if not options:
+            raise ValueError(f"row {_get(row, 'id')!r}: an mcq row needs options")
+        return MCQ_TEMPLATE.format(question=problem, options=format_options(list(options)))
+    return problem
+
+
+def build_prompt(row: Any) -> str:
+    """Task text followed by the Reason-Then-Respond instruction (accepts a `Row` or a row dict)."""
+    return f"{task_text(row)}\n{INSTRUCTION}"
+
+
+def row_to_messages(row: Any) -> list[dict]:
+    """Chat messages for the processor's template: one user turn, the video first, then the text (paper §7)."""
+    return [{"role": "user", "content": [{"type": "video"}, {"type": "text", "text": build_prompt(row)}]}]
+
+
+def mixvid_problem(question: str, order: str) -> str:
+    """The MixVidQA task text asking about the clip shown `order` ('first' or 'second')."""
+    if order not in MIXVID_ORDERS:
+        raise ValueError(f"order must be one of {MIXVID_ORDERS}, got {order!r}")
+    return MIXVID_PROMPT.format(order=order, question=question)
+
+
+def tokenizer_corpus() -> list[str]:
+    """Every template and the whole toy-world vocabulary in sentences, so a tiny tokenizer learns one token per
+    task word (the calibration's tokenizer was trained the same way)."""
+    from vvkit.synth.toyworld import COLOURS, DIRECTIONS, NUMBERS, SHAPES, SIDES, dense_caption, vocabulary_sentences
+
+    events = vocabulary_sentences()
+    out = [INSTRUCTION, CAPTION_PROMPT, DARK_EVENT_PROMPT]
+    descs = [f"the {c} {s}" for c in COLOURS for s in SHAPES]
+    for family, (open_q, mcq_q) in QUESTIONS.items():
+        for q in {open_q, mcq_q}:
+            if "{desc}" in q:
+                out += [q.format(desc=d) for d in descs]
+            elif "{event}" in q:
+                out += [q.format(event=e[0].lower() + e[1:-1]) for e in events[::7]]
+            else:
+                out.append(q)
+    out += [mixvid_problem(QUESTIONS["colour"][0], o) for o in MIXVID_ORDERS]
+    out += events
+    out += [dense_caption(events[i:i + 4]) for i in range(0, len(events), 4)]
+    words = list(COLOURS) + list(SHAPES) + list(SIDES) + list(DIRECTIONS) + list(NUMBERS)
+    letters = ["A", "B", "C", "D"]
+    out += ["Options:\n" + format_options([f"{l}. {w}" for l, w in zip(letters, words[i:i + 4])])
+            for i in range(0, len(words) - 3)]
+    out += [f"<think> the shape is {c} </think><answer> {l} </answer>" for c in COLOURS for l in letters]
+    out += [f"<think>the shape is {w}</think><answer>{w}</answer>" for w in words]
+    out += [MCQ_TEMPLATE.format(question=QUESTIONS["colour"][1], options=format_options(
+        [f"{l}. {c}" for l, c in zip(letters, list(COLOURS)[i:i + 4])])) for i in range(3)]
+    return list(dict.fromkeys(out))  # unique, order kept
