@@ -96,6 +96,35 @@ class SharedConfig:
 
 
 @dataclass
+class SynthConfig(SharedConfig):
+    """Notebook 01: the dataset (toy world or an annotation file -> mcq, open-ended, caption, DarkEventInfer, MixVidQA)."""
+
+    source: str = _f("toyworld", "'toyworld' (rendered offline) or the path of a dense-caption annotation JSON.")
+    annotation_format: str = _f("", "Format of an annotation `source`: 'coin', 'activitynet' or 'youcook2'.")
+    video_root: str = _f("", "Folder holding the annotated videos (<id>.mp4 etc.); unused for the toy world.")
+    num_videos: int = _f(200, "Toy-world videos to render; for annotations, use at most this many (0 = all).")
+    test_fraction: float = _f(0.2, "Share of source videos held out for test (train/test videos are disjoint).")
+    difficulty: str = _f("full", "Toy-world preset: 'simple' (one shape, colour question) or 'full' (2-3 shapes, "
+                                 "every event kind, ordering questions).")
+    families: list = _f([], "Question families for mcq/open-ended/MixVidQA; [] = the difficulty's defaults.")
+    task_mix: dict = _f({"mcq": 0.3, "open_ended": 0.1, "caption": 0.2, "dark_event": 0.2, "mixvid": 0.2},
+                        "Relative weight of each task (mcq, open_ended, caption, dark_event, mixvid) per sample.")
+    samples_per_video: int = _f(1, "Rows drawn per source video (each picks its task from task_mix).")
+    num_options: int = _f(4, "Options per multiple-choice question (one correct).")
+    size: int = _f(112, "Toy-world frame side in pixels (square frames).")
+    fps: float = _f(8.0, "Toy-world frame rate.")
+    min_duration: float = _f(6.0, "Shortest toy-world video (s).")
+    max_duration: float = _f(12.0, "Longest toy-world video (s).")
+    texture: bool = _f(True, "Faint striped background instead of a plain one.")
+    dark_min_event_s: float = _f(1.0, "DarkEventInfer: shortest event that may be blacked out (s).")
+    dark_max_share: float = _f(0.4, "DarkEventInfer: largest share of the clip the dark span may cover.")
+    dark_min_context_s: float = _f(1.0, "DarkEventInfer: visible video required before and after the span (s).")
+    mix_min_chunk_s: float = _f(1.5, "MixVidQA: shortest chunk (s); the paper interleaves every 1.5-2 s.")
+    mix_max_chunk_s: float = _f(2.0, "MixVidQA: longest chunk (s).")
+    out_dir: str = _f("data", "Output folder, relative to run_dir (train.jsonl, test.jsonl, videos/).")
+
+
+@dataclass
 class AnalysisConfig(SharedConfig):
     """Notebook 04: evaluation of the warm-start and trained policies, diagnostics, the report."""
 
