@@ -1,14 +1,23 @@
-"""vvkit.video: sampling rules against hand-computed tables, decoding of self-describing videos, edits, errors."""
+"""vvkit.video / decode / videowrite: sampling rules against hand-computed tables, decoding of self-describing videos,
+edits, errors, and the decoder process's lifecycle."""
 from __future__ import annotations
 
 import json
 import math
+import os
+import pickle
+import signal
+import struct
+import subprocess
+import threading
+import time
+from collections import Counter
 
 import av
 import numpy as np
 import pytest
 
-from vvkit import video
+from vvkit import decode, video
 from vvkit.video import (Clip, FramePolicy, VideoError, VideoWriter, frame_pixel_cap, frame_size, materialize,
                          read_video, smart_nframes, smart_resize, trusted_frame_count, write_video)
 
@@ -233,11 +242,73 @@ def test_too_few_frames_is_an_error(vids):
 
 def test_deadline_stops_a_hung_decoder(vids):
     with pytest.raises(VideoError, match=r"stuck\.mp4: decoding did not finish within"):
-        video._run(0.5, "stuck.mp4", "sleep", 30)
+        decode.run_task(0.5, "stuck.mp4", "sleep", 30)
     assert decoded(read_video(vids["a"], FramePolicy(nframes=2, **SMALL))) == [(0, 0), (59, 0)]  # fresh decoder process
 
 
+def fresh_worker(vids) -> subprocess.Popen:
+    """Start a new decoder process (under the test's stderr capture) and return it once it has answered a read."""
+    decode._close_proc()
+    read_video(vids["a"], FramePolicy(nframes=2, **SMALL))
+    return decode._PROC.proc
+
+
+def test_worker_exits_quietly_on_sigint_and_is_replaced(vids, capfd):
+    proc = fresh_worker(vids)
+    os.kill(proc.pid, signal.SIGINT)            # what a notebook kernel shutting down sends its process group
+    assert proc.wait(10) == -signal.SIGINT
+    assert capfd.readouterr().err == ""         # no KeyboardInterrupt traceback
+    assert decoded(read_video(vids["a"], FramePolicy(nframes=2, **SMALL))) == [(0, 0), (59, 0)]
+    assert decode._PROC.proc.pid != proc.pid    # the ended idle process was replaced, not reported as a failure
+
+
+def test_worker_exits_quietly_when_the_parent_goes(vids, capfd):
+    proc = fresh_worker(vids)
+    proc.stdin.close()                          # the parent's end of the pipe closes when the parent exits
+    assert proc.wait(10) == 0
+    assert capfd.readouterr().err == ""
+    decode._close_proc()
+
+
+def kill_mid_call(worker) -> None:
+    calls = worker.calls
+    while worker.calls == calls:                # the next call has passed run_task's liveness check
+        time.sleep(0.01)
+    os.kill(worker.proc.pid, signal.SIGKILL)
+
+
+def test_worker_still_reports_real_errors(vids, capfd):
+    proc = fresh_worker(vids)
+    with pytest.raises(VideoError, match=r"x\.mp4: KeyError: 'nosuch'"):
+        decode.run_task(30.0, "x.mp4", "nosuch")    # a failing task is answered and the process lives on
+    assert decode._PROC.proc is proc and proc.poll() is None
+    threading.Thread(target=kill_mid_call, args=(decode._PROC,), daemon=True).start()
+    with pytest.raises(VideoError, match=r"x\.mp4: the decoding process died \(killed by SIGKILL\)"):
+        decode.run_task(30.0, "x.mp4", "sleep", 20)
+    proc = fresh_worker(vids)
+    os.write(proc.stdin.fileno(), struct.pack("<2Q", 0, 4) + b"junk")   # a message that is not a pickle
+    assert proc.wait(10) == 1
+    assert "UnpicklingError" in capfd.readouterr().err    # a broken protocol stays loud, not a quiet exit
+    decode._close_proc()
+
+
 # ----------------------------------------------------------------------------------------------- edits
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_each_source_is_opened_once_per_read(vids, backend, monkeypatch):
+    opened = Counter()
+    header = decode._header
+    monkeypatch.setattr(decode, "_header", lambda path, demux: opened.update([path]) or header(path, demux))
+    if backend == "decord":
+        import decord
+        reader = decord.VideoReader
+        monkeypatch.setattr(decord, "VideoReader", lambda path, **kw: opened.update([path]) or reader(path, **kw))
+    pol = FramePolicy(nframes=8, backend=backend, timeout_s=0, **SMALL)      # in-process, so the patches apply
+    read_video([vids["a"], vids["b"]], pol, edits={"interleave": [[0, 0.0, 0.8], [1, 0.4, 1.2], [0, 1.0, 1.6]]})
+    per_read = 2 if backend == "decord" else 1                             # container header (+ decord's reader)
+    assert opened == {vids["a"]: per_read, vids["b"]: per_read}
+    read_video(vids["b"], pol)
+    assert opened[vids["b"]] == 2 * per_read
 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_mask_blacks_out_only_the_span(vids, backend):

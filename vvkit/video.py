@@ -1,46 +1,34 @@
-"""Video decoding, frame sampling and lazy edits for Qwen2.5-VL inputs.
+"""Frame sampling for Qwen2.5-VL inputs: the frame policy, `read_video`, and the lazy mask / interleave edits.
 
 Sampling follows the published qwen-vl-utils rules (frame count, uniform positions, pixel budget; see
-`smart_nframes`, `smart_resize`, `frame_pixel_cap`), re-implemented here. vvkit differs from qwen-vl-utils in three
-ways: the backend is chosen explicitly and never swapped on error; only the sampled frames are
-decoded; and decoding runs in a decoder process with a deadline (`FramePolicy.timeout_s`), because decord can spin
-forever holding the GIL on files whose container over-reports the frame count (dmlc/decord#373, #375).
-Edits (`mask`, `interleave`) are applied at decode time, so DarkEventInfer / MixVidQA videos need no re-encoding.
+`smart_nframes`, `smart_resize`, `frame_pixel_cap`), re-implemented here. vvkit differs from qwen-vl-utils in that
+the backend is chosen explicitly and never swapped on error, and only the sampled frames are decoded, in a decoder
+process with a deadline (`vvkit.decode`). Edits are applied at decode time, so DarkEventInfer / MixVidQA videos need
+no re-encoding; `materialize` writes them out when a file is wanted. Writing lives in `vvkit.videowrite`.
 """
 from __future__ import annotations
 
-import atexit
 import dataclasses
 import math
 import numbers
 import os
-import pickle
-import select
-import struct
-import subprocess
-import sys
-import threading
-import time
-import uuid
 import warnings
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image
+
+from vvkit.decode import BACKENDS, VideoError, run_task, trusted_frame_count
+from vvkit.videowrite import VideoWriter, write_video
+
+__all__ = ["FramePolicy", "Clip", "read_video", "write_video", "VideoWriter", "materialize", "smart_nframes",
+           "smart_resize", "frame_pixel_cap", "frame_size", "trusted_frame_count", "VideoError"]
 
 FRAME_FACTOR = 2      # frames are taken in pairs (Qwen2.5-VL temporal patch size)
 IMAGE_FACTOR = 28     # patch 14 x spatial merge 2
 MAX_RATIO = 200       # qwen-vl-utils refuses frames more elongated than this
-BACKENDS = ("decord", "pyav")
 EDIT_KEYS = ("mask", "interleave")
-
-
-class VideoError(ValueError):
-    """A video could not be read, sampled or edited; the message always names the file."""
 
 
 # ----------------------------------------------------------------------------------------------- frame policy
@@ -184,316 +172,6 @@ class Clip:
     sources: np.ndarray | None = None  # (T,) source id per frame for interleave, else None
 
 
-# ----------------------------------------------------------------------------------------------- backends
-
-_LOCAL = threading.local()    # per thread: the file opened by the last probe, reused by the decode that follows
-
-
-def _cache() -> dict:
-    if not hasattr(_LOCAL, "cache"):
-        _LOCAL.cache = {}
-    return _LOCAL.cache
-
-
-def _file_key(path: str, backend: str) -> tuple:
-    st = os.stat(path)
-    return (backend, path, st.st_mtime_ns, st.st_size)
-
-
-def _header(path: str, demux: bool) -> dict:
-    """PyAV view of the container: size, rate, nominal frame count and (if demux) per-frame pts and keyframes."""
-    import av
-
-    try:
-        container = av.open(path)
-    except Exception as e:  # noqa: BLE001 - every opening failure means the same thing to the user
-        raise VideoError(f"{path}: not a readable video container ({e}); the file is truncated, corrupt "
-                         f"or not a video") from None
-    try:
-        if not container.streams.video:
-            kinds = sorted({s.type for s in container.streams}) or ["none"]
-            raise VideoError(f"{path}: has no video stream (streams: {', '.join(kinds)})")
-        s = container.streams.video[0]
-        rate = s.average_rate or s.guessed_rate
-        info = {"height": s.codec_context.height, "width": s.codec_context.width, "fps": float(rate or 0),
-                "nominal": int(s.frames or 0), "codec": s.codec_context.name,
-                "duration": float(s.duration * s.time_base) if s.duration else None}
-        if info["height"] <= 0 or info["width"] <= 0 or info["fps"] <= 0:
-            raise VideoError(f"{path}: unreadable video stream ({info['codec']}, {info['width']}x{info['height']} "
-                             f"at {info['fps']} fps); re-encode it, e.g. ffmpeg -i in -c:v libx264 out.mp4")
-        if demux or info["nominal"] == 0:
-            pts, keys, packets = [], [], 0
-            for p in container.demux(s):
-                packets += p.size > 0
-                if p.pts is not None and not p.is_discard:
-                    pts.append(p.pts)
-                    if p.is_keyframe:
-                        keys.append(p.pts)
-            if packets < info["nominal"]:
-                raise VideoError(f"{path}: truncated or corrupt: the index lists {info['nominal']} frames but only "
-                                 f"{packets} are in the file")
-            info["pts"], info["keys"] = np.sort(np.asarray(pts, np.int64)), np.sort(np.asarray(keys, np.int64))
-            info["nominal"] = len(pts)
-            start = s.start_time if s.start_time is not None else (int(info["pts"][0]) if pts else 0)
-            info["times"] = np.round((info["pts"] - start) * float(s.time_base), 6)
-        if info["nominal"] == 0:
-            raise VideoError(f"{path}: the video stream has zero frames (or its index is corrupt)")
-        return info
-    except VideoError:
-        raise
-    except Exception as e:  # noqa: BLE001
-        raise VideoError(f"{path}: corrupt or unreadable video stream ({e})") from None
-    finally:
-        container.close()
-
-
-def trusted_frame_count(decoder_count: int, nominal: int, duration_s: float | None, fps: float) -> int:
-    """Frame count safe to index: decord's count capped by the container's (callers warn when they differ).
-
-    decord indexes past the real end when a container over-reports frames and then never returns (dmlc/decord#373),
-    so indices are computed from the smaller of the decoder count, the nominal count and duration*fps (the last one
-    only when it is short by more than 2 frames, so ordinary rounding never trims the final frame).
-    """
-    n = min(decoder_count, nominal) if nominal > 0 else decoder_count
-    if duration_s and duration_s * fps + 2 < n:
-        n = int(math.floor(duration_s * fps))
-    return n
-
-
-def _probe(path: str, backend: str) -> dict:
-    """Frame count, rate, size and per-frame timestamps (seconds) of `path` as seen by `backend`."""
-    _cache().clear()
-    info = _header(path, demux=backend == "pyav")
-    if backend == "decord":
-        import decord
-
-        try:
-            vr = decord.VideoReader(path, ctx=decord.cpu(0))
-            count = len(vr)
-        except Exception as e:  # noqa: BLE001
-            raise VideoError(f"{path}: decord could not open the video stream; the file is likely truncated or "
-                             f"corrupt ({str(e).splitlines()[0][:300]})") from None
-        if count < info["nominal"]:
-            raise VideoError(f"{path}: truncated or corrupt: the index lists {info['nominal']} frames but decord "
-                             f"finds only {count}")
-        n = trusted_frame_count(count, info["nominal"], info["duration"], info["fps"])
-        if n <= 0:
-            raise VideoError(f"{path}: the video stream has zero frames")
-        info["times"] = np.round(vr.get_frame_timestamp(np.arange(n))[:, 0].astype(np.float64), 6)
-        info["decoder_count"], info["nominal"] = count, n
-        _cache()[_file_key(path, backend)] = vr
-    else:
-        _cache()[_file_key(path, backend)] = (info["pts"], info["keys"])
-    return {"n": info["nominal"], "fps": info["fps"], "times": info["times"], "height": info["height"],
-            "width": info["width"], "decoder_count": info.get("decoder_count", info["nominal"])}
-
-
-def _resize(frame: np.ndarray, size: tuple[int, int] | None) -> np.ndarray:
-    if size is None or frame.shape[:2] == tuple(size):
-        return frame
-    return np.asarray(Image.fromarray(frame).resize((size[1], size[0]), Image.Resampling.BICUBIC))
-
-
-def _decode(path: str, backend: str, indices: list[int], size: tuple[int, int] | None) -> np.ndarray:
-    """Decode only `indices` (sorted, unique) and resize each to `size` (PIL bicubic) -> (T, H, W, 3) uint8."""
-    key = _file_key(path, backend)
-    if key not in _cache():
-        _probe(path, backend)
-    opened = _cache().pop(key) if backend == "decord" else _cache()[key]   # pyav keeps its cheap pts index
-    pool = ThreadPoolExecutor(1)         # resizing overlaps decoding (both release the GIL)
-    try:
-        if backend == "decord":
-            futures = []
-            for i in range(0, len(indices), 4):
-                batch = opened.get_batch(indices[i:i + 4]).asnumpy()
-                futures += [pool.submit(_resize, f, size) for f in batch]
-            opened.seek(0)               # releases decoder buffers (leak workaround, dmlc/decord#197)
-        else:
-            futures = [pool.submit(_resize, f, size) for f in _pyav_frames(path, indices, *opened)]
-        return np.stack([f.result() for f in futures])
-    except VideoError:
-        raise
-    except Exception as e:  # noqa: BLE001
-        detail = str(e).splitlines()[0] if str(e) else type(e).__name__
-        raise VideoError(f"{path}: corrupt video data while decoding with {backend} ({detail})") from None
-    finally:
-        pool.shutdown()
-        del opened
-
-
-def _pyav_frames(path: str, indices: list[int], pts: np.ndarray, keys: np.ndarray):
-    """Yield RGB frames at `indices`, seeking to a keyframe only when that beats decoding forward."""
-    import av
-
-    container = av.open(path)
-    try:
-        stream = container.streams.video[0]
-        frames, cur = None, None
-        for i in indices:
-            target = int(pts[i])
-            k = np.searchsorted(keys, target, side="right") - 1
-            key = int(keys[k]) if k >= 0 else target
-            if frames is None or cur is None or target <= cur or key > cur:
-                container.seek(target, stream=stream, backward=True)
-                frames = container.decode(stream)
-            found = None
-            for f in frames:
-                if f.pts is None or f.pts < target:
-                    continue
-                cur, found = f.pts, f
-                break
-            if found is None or found.pts != target:
-                raise VideoError(f"{path}: frame {i} could not be decoded (stream ended or skipped it); "
-                                 f"the file is truncated or corrupt")
-            yield found.to_ndarray(format="rgb24")
-    finally:
-        container.close()
-
-
-# ----------------------------------------------------------------------------------------------- decoder process
-
-_TASKS = {"probe": _probe, "decode": _decode, "sleep": time.sleep}   # "sleep" lets tests exercise the deadline
-_RECYCLE_AFTER = 200     # decord leaks native memory (dmlc/decord#157, #208): start a fresh process now and then
-
-
-def _send(fd: int, obj: Any) -> None:
-    """Pickle `obj` with its array buffers sent out of band (no extra copies of the frames)."""
-    bufs: list = []
-    meta = pickle.dumps(obj, protocol=5, buffer_callback=bufs.append)
-    raws = [b.raw() for b in bufs]
-    head = struct.pack(f"<{2 + len(raws)}Q", len(raws), len(meta), *[r.nbytes for r in raws])
-    for part in (head, meta, *raws):
-        view = memoryview(part).cast("B")
-        while view:
-            view = view[os.write(fd, view):]
-
-
-def _recv(fd: int, deadline: float | None = None) -> Any:
-    """Read one `_send` message; TimeoutError past `deadline`, EOFError if the other end is gone."""
-    def exact(n: int) -> bytearray:
-        buf = bytearray(n)
-        view, pos = memoryview(buf), 0
-        while pos < n:
-            if deadline is not None:
-                left = deadline - time.monotonic()
-                if left <= 0 or not select.select([fd], [], [], left)[0]:
-                    raise TimeoutError
-            got = os.readv(fd, [view[pos:]])
-            if got == 0:
-                raise EOFError
-            pos += got
-        return buf
-
-    nbufs, nmeta = struct.unpack("<2Q", exact(16))
-    sizes = struct.unpack(f"<{nbufs}Q", exact(8 * nbufs)) if nbufs else ()
-    meta = exact(nmeta)
-    return pickle.loads(meta, buffers=[exact(n) for n in sizes])
-
-
-def _worker_main() -> None:
-    """Decoder-process loop: run tasks sent on stdin, answer on the original stdout."""
-    try:  # die with the parent even while stuck in native code
-        import ctypes
-        ctypes.CDLL("libc.so.6").prctl(1, 9)
-    except OSError:
-        pass
-    out = os.dup(1)
-    os.dup2(2, 1)                        # stray prints from C libraries must not corrupt the answer pipe
-    _send(out, ("ready", os.getpid()))
-    while True:
-        try:
-            name, args = _recv(0)
-        except EOFError:
-            return
-        try:
-            reply = ("ok", _TASKS[name](*args))
-        except Exception as e:  # noqa: BLE001 - forwarded to the caller as a VideoError
-            reply = ("err", str(e) if isinstance(e, VideoError) else f"{type(e).__name__}: {e}")
-        _send(out, reply)
-
-
-_BOOT = ("import importlib.util,sys;s=importlib.util.spec_from_file_location('_vvkit_video_decoder',sys.argv[1]);"
-         "m=importlib.util.module_from_spec(s);sys.modules[s.name]=m;s.loader.exec_module(m);m._worker_main()")
-
-
-class _DecoderProcess:
-    """One long-lived decoding process; loaded by file path so it skips the heavy `vvkit` package imports."""
-
-    def __init__(self) -> None:
-        self.pid, self.calls = os.getpid(), 0
-        self.proc = subprocess.Popen([sys.executable, "-c", _BOOT, __file__], stdin=subprocess.PIPE,
-                                     stdout=subprocess.PIPE, close_fds=True)
-        try:
-            import fcntl
-            fcntl.fcntl(self.proc.stdout.fileno(), fcntl.F_SETPIPE_SZ, 1 << 20)
-        except (ImportError, AttributeError, OSError):
-            pass
-        try:
-            _recv(self.proc.stdout.fileno(), time.monotonic() + 120)
-        except (TimeoutError, EOFError):
-            self.kill()
-            raise VideoError("video decoder process failed to start (see stderr)") from None
-
-    def call(self, name: str, args: tuple, timeout: float) -> tuple[str, Any]:
-        self.calls += 1
-        _send(self.proc.stdin.fileno(), (name, args))
-        return _recv(self.proc.stdout.fileno(), time.monotonic() + timeout)
-
-    def kill(self) -> None:
-        self.proc.kill()
-        self.proc.wait()
-        for f in (self.proc.stdin, self.proc.stdout):
-            f.close()
-
-
-_PROC: _DecoderProcess | None = None
-_PROC_LOCK = threading.Lock()
-
-
-def _close_proc() -> None:
-    global _PROC
-    if _PROC is not None:
-        if _PROC.pid == os.getpid():
-            _PROC.kill()
-        else:            # a forked child drops its copy of the parent's pipes and never kills the parent's process
-            _PROC.proc.stdin.close()
-            _PROC.proc.stdout.close()
-    _PROC = None
-
-
-atexit.register(_close_proc)
-
-
-def _run(timeout_s: float, path: str, name: str, *args: Any) -> Any:
-    """Run task `name` in-process (timeout_s == 0) or in the decoder process with a deadline -> VideoError."""
-    global _PROC
-    if timeout_s <= 0:
-        return _TASKS[name](*args)
-    with _PROC_LOCK:
-        if _PROC is not None and (_PROC.pid != os.getpid() or _PROC.calls >= _RECYCLE_AFTER):
-            _close_proc()
-        if _PROC is None:
-            _PROC = _DecoderProcess()
-        try:
-            status, payload = _PROC.call(name, args, timeout_s)
-        except TimeoutError:
-            _close_proc()
-            raise VideoError(f"{path}: decoding did not finish within FramePolicy.timeout_s={timeout_s} s and was "
-                             f"stopped (decord can hang on broken files, dmlc/decord#373); raise timeout_s for very "
-                             f"long videos, or re-encode the file (ffmpeg -i in -c:v libx264 out.mp4)") from None
-        except (EOFError, OSError):
-            code = _PROC.proc.poll()
-            _close_proc()
-            raise VideoError(f"{path}: the decoding process died (exit code {code}); the file may crash the "
-                             f"backend, try FramePolicy.backend='pyav' or re-encode it") from None
-        except BaseException:
-            _close_proc()  # e.g. KeyboardInterrupt mid-call: an unread answer would desynchronise the pipe
-            raise
-    if status != "ok":
-        raise VideoError(payload if payload.startswith(path) else f"{path}: {payload}")
-    return payload
-
-
 # ----------------------------------------------------------------------------------------------- edits and sampling
 
 def _as_span(where: str, x: Any, n: int) -> tuple:
@@ -539,12 +217,16 @@ def _parse(path: Any, edits: dict | None) -> tuple[list[str], list[tuple], list[
     return paths, mask, inter
 
 
-def _probe_checked(path: str, backend: str, timeout_s: float) -> dict:
-    info = _run(timeout_s, path, "probe", path, backend)
-    if info["decoder_count"] > info["n"]:
-        warnings.warn(f"{path}: decord reports {info['decoder_count']} frames but the container holds {info['n']}; "
-                      f"sampling only those (dmlc/decord#373)", stacklevel=3)
-    return info
+def _probe_all(paths: list[str], used: list[int], backend: str, timeout_s: float) -> dict[int, dict]:
+    """Probe each used source once; the decoder keeps each one open for the decode that follows."""
+    infos = {}
+    for k in used:
+        info = run_task(timeout_s, paths[k], "probe", paths[k], backend, k == used[0])   # fresh on the first
+        infos[k] = info
+        if info["decoder_count"] > info["n"]:
+            warnings.warn(f"{paths[k]}: decord reports {info['decoder_count']} frames but the container holds "
+                          f"{info['n']}; sampling only those (dmlc/decord#373)", stacklevel=3)
+    return infos
 
 
 def _timeline(paths: list[str], infos: dict[int, dict], inter: list[tuple] | None, start: float | None,
@@ -592,7 +274,7 @@ def _gather(paths: list[str], src: np.ndarray, idx: np.ndarray, size: tuple[int,
     for k in np.unique(src):
         sel = np.nonzero(src == k)[0]
         uniq, inv = np.unique(idx[sel], return_inverse=True)
-        out[sel] = _run(timeout_s, paths[k], "decode", paths[k], backend, uniq.tolist(), size)[inv]
+        out[sel] = run_task(timeout_s, paths[k], "decode", paths[k], backend, uniq.tolist(), size)[inv]
     return out
 
 
@@ -612,7 +294,7 @@ def read_video(path: str | list[str], policy: FramePolicy, start: float | None =
     """
     paths, mask, inter = _parse(path, edits)
     used = sorted({c[0] for c in inter}) if inter else [0]
-    infos = {k: _probe_checked(paths[k], policy.backend, policy.timeout_s) for k in used}
+    infos = _probe_all(paths, used, policy.backend, policy.timeout_s)
     src, idx, t, duration = _timeline(paths, infos, inter, start, end)
     try:
         n = smart_nframes(policy, duration, len(t) / duration, len(t))
@@ -628,102 +310,6 @@ def read_video(path: str | list[str], policy: FramePolicy, start: float | None =
                 duration=duration, path=paths if inter else paths[0], sources=src[pos] if inter else None)
 
 
-# ----------------------------------------------------------------------------------------------- writing
-
-class VideoWriter:
-    """Streaming libx264 / yuv420p mp4 writer; the file appears only on a clean close (temp file + os.replace)."""
-
-    def __init__(self, path: str | os.PathLike, fps: float, *, crf: int = 18, preset: str = "veryfast",
-                 keyint: int | None = None, pad: bool = False) -> None:
-        self.path = Path(path)
-        if self.path.suffix.lower() != ".mp4":
-            raise VideoError(f"{self.path}: write videos as .mp4 (libx264 in an mp4 container)")
-        if isinstance(fps, bool) or not isinstance(fps, (int, float)) or not fps > 0:
-            raise VideoError(f"{self.path}: fps must be a positive number, got {fps!r}")
-        self.fps, self.crf, self.preset, self.keyint, self.pad = fps, crf, preset, keyint, pad
-        self.tmp = self.path.parent / f".{self.path.name}.{uuid.uuid4().hex[:8]}.tmp"
-        self.container, self.stream, self.count = None, None, 0
-
-    def write(self, frames: np.ndarray) -> None:
-        """Append one (H, W, 3) frame or a (T, H, W, 3) batch of uint8 RGB frames."""
-        frames = np.asarray(frames)
-        if frames.ndim == 3:
-            frames = frames[None]
-        if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
-            raise VideoError(f"{self.path}: frames must be uint8 (T, H, W, 3), got {frames.dtype} {frames.shape}")
-        h, w = frames.shape[1:3]
-        if h % 2 or w % 2:
-            if not self.pad:
-                raise VideoError(f"{self.path}: libx264 yuv420p needs even height and width, got {h}x{w}; crop "
-                                 f"the frames or pass pad=True (repeats the last row/column)")
-            frames = np.pad(frames, ((0, 0), (0, h % 2), (0, w % 2), (0, 0)), mode="edge")
-        if self.stream is None:
-            self._open(frames.shape[1], frames.shape[2])
-        elif (frames.shape[1], frames.shape[2]) != (self.stream.height, self.stream.width):
-            raise VideoError(f"{self.path}: frame size {frames.shape[1:3]} differs from the first frame's "
-                             f"{(self.stream.height, self.stream.width)}")
-        import av
-
-        for f in frames:
-            for packet in self.stream.encode(av.VideoFrame.from_ndarray(f, format="rgb24")):
-                self.container.mux(packet)
-        self.count += len(frames)
-
-    def _open(self, h: int, w: int) -> None:
-        import av
-
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.container = av.open(str(self.tmp), "w", format="mp4")
-        self.stream = self.container.add_stream("libx264", rate=Fraction(self.fps).limit_denominator(1001))
-        self.stream.height, self.stream.width, self.stream.pix_fmt = h, w, "yuv420p"
-        opts = {"crf": str(self.crf), "preset": self.preset}
-        if self.keyint:
-            opts["g"] = str(self.keyint)
-        self.stream.options = opts
-
-    def close(self) -> Path:
-        """Flush the encoder and move the finished file into place."""
-        if self.stream is None:
-            raise VideoError(f"{self.path}: no frames were written")
-        try:
-            for packet in self.stream.encode():
-                self.container.mux(packet)
-            self.container.close()
-            self.container = None
-            os.replace(self.tmp, self.path)
-        except BaseException:
-            self.abort()
-            raise
-        return self.path
-
-    def abort(self) -> None:
-        """Drop the partial file."""
-        if self.container is not None:
-            self.container.close()
-            self.container = None
-        self.tmp.unlink(missing_ok=True)
-
-    def __enter__(self) -> "VideoWriter":
-        return self
-
-    def __exit__(self, exc_type, exc, tb) -> None:
-        if exc_type is None:
-            self.close()
-        else:
-            self.abort()
-
-
-def write_video(frames: np.ndarray, path: str | os.PathLike, fps: float, *, crf: int = 18,
-                pad: bool = False) -> Path:
-    """Write (T, H, W, 3) uint8 frames as an h264 mp4, atomically; odd sizes are refused unless pad=True."""
-    frames = np.asarray(frames)
-    if frames.ndim != 4 or len(frames) == 0:
-        raise VideoError(f"{path}: frames must be a non-empty (T, H, W, 3) array, got shape {frames.shape}")
-    with VideoWriter(path, fps, crf=crf, pad=pad) as w:
-        w.write(frames)
-    return Path(path)
-
-
 def materialize(path: str | list[str], edits: dict | None, out_path: str | os.PathLike, fps: float | None = None,
                 *, backend: str = "pyav", timeout_s: float = 60.0, chunk: int = 64) -> Path:
     """Write the edited video (every timeline frame at the first source's fps; or resampled at `fps`) as an mp4.
@@ -734,7 +320,7 @@ def materialize(path: str | list[str], edits: dict | None, out_path: str | os.Pa
     FramePolicy(backend=backend, timeout_s=timeout_s)      # validates both
     paths, mask, inter = _parse(path, edits)
     used = sorted({c[0] for c in inter}) if inter else [0]
-    infos = {k: _probe_checked(paths[k], backend, timeout_s) for k in used}
+    infos = _probe_all(paths, used, backend, timeout_s)
     src, idx, t, duration = _timeline(paths, infos, inter, None, None)
     first = infos[used[0]]
     out_fps = first["fps"] if fps is None else fps
