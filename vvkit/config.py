@@ -126,16 +126,38 @@ class SynthConfig(SharedConfig):
 
 @dataclass
 class AnalysisConfig(SharedConfig):
-    """Notebook 04: evaluation of the warm-start and trained policies, diagnostics, the report."""
+    """Notebook 04: evaluation before and after GRPO, grounding diagnostics, benchmarks, the report."""
 
-    compare: list = _f(["warm_start", "grpo"], "Policies to compare: names under <run_dir>/train, or folders.")
+    compare: list = _f(["warm_start", "grpo"], "Policies to evaluate: 'base' (the starting policy), 'warm_start' "
+                       "(the policy GRPO started from), 'grpo' (the trained one), other names under <run_dir>/train, "
+                       "or policy folders.")
     eval_data: str | None = _f(None, "Held-out rows (JSONL); None = <run_dir>/data/test.jsonl.")
     max_rows: int | None = _f(None, "Evaluate at most this many held-out rows (None = all).")
     batch_size: int = _f(16, "Prompts per batched generate during evaluation.")
-    max_new_tokens: int = _f(48, "Greedy decoding budget per answer.")
-    diagnostics: list = _f(["video", "shuffled", "blank", "no_video"], "Grounding conditions to evaluate.")
-    benchmarks: dict = _f({}, "Optional local benchmark files: {name: {format, path, video_root}}.")
-    judge: str = _f("offline", "Judge for open-ended answers: 'offline' (embeddings) or 'http'.")
+    max_new_tokens: int = _f(48, "Decoding budget per answer (the paper allows 2048; the tiny policy needs few).")
+    do_sample: bool = _f(False, "Sample instead of greedy decoding (the paper evaluates greedy).")
+    temperature: float = _f(1.0, "Sampling temperature when do_sample is true.")
+    diagnostics: list = _f(["video", "shuffled", "blank", "no_video"], "Grounding conditions to evaluate for every "
+                           "compared policy; ['video'] = plain evaluation only.")
+    grounding_margin: float = _f(0.05, "Warn when the video beats the best no-video condition by less than this.")
+    benchmarks: dict = _f({}, "Optional local benchmark copies: {name: {format, path, video_root, frames, max_rows}}, "
+                          "format one of videomme, mvbench, dream1k, nextqa.")
+    judge: str | dict = _f("offline", "Judge: 'offline' (embeddings), 'http', or reward_design judge settings "
+                           "{judge: http, judge_base_url: ..., judge_model: ...} (vvkit.rewards.get_judge).")
+    open_ended_metric: str = _f("judge", "Score for open_ended rows: judge, rouge_mean, rouge_l or embedding.")
+    n_completions: int = _f(24, "Completions shown in the viewer and written to completions.html, predictions.html.")
+
+    def __post_init__(self) -> None:
+        conditions = ("video", "shuffled", "blank", "no_video")  # vvkit.evaluate.CONDITIONS
+        bad = [c for c in self.diagnostics if c not in conditions]
+        if bad or "video" not in self.diagnostics:
+            raise ConfigError(f"analysis.diagnostics = {self.diagnostics}: use conditions from {list(conditions)}, "
+                              f"including 'video' (the plain evaluation the others are compared with)")
+        if not self.compare:
+            raise ConfigError("analysis.compare is empty; name at least one policy, e.g. [warm_start, grpo]")
+        metrics = ("judge", "rouge_mean", "rouge_l", "embedding")  # vvkit.rewards.tasks.OPEN_ENDED_METRICS
+        if self.open_ended_metric not in metrics:
+            raise ConfigError(f"analysis.open_ended_metric = {self.open_ended_metric!r}; choose one of {list(metrics)}")
 
 
 # Section name in params/*.yaml -> "module:Class" of its config (imported lazily to keep `vvkit run` fast).

@@ -1,0 +1,326 @@
+"""Read a run folder back and explain it: training curves, before/after tables, the grounding chart, a completions
+viewer and `report.md` (cleanrl's docs pair every run with its curves and a table of the numbers measured).
+
+Inputs are the files the other stages write: `train/<stage>/metrics.jsonl` and `completions.jsonl`
+(vvkit.callbacks / vvkit.trainer: TRL's GRPO metrics plus `reward/<task>`, `format_rate[/<task>]`),
+`eval/<policy>/<condition>/results.json` (vvkit.evaluate) and `metrics/NN_name.json` (vvkit.run.record_metrics).
+"""
+from __future__ import annotations
+
+import html
+import json
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import pandas as pd
+
+FIG_PREFIX = "04_"  # figures of this notebook in <run_dir>/figures/
+
+
+# ---- loading --------------------------------------------------------------------------------------------------
+
+@dataclass
+class RunLogs:
+    """Everything a finished (or running) run folder holds, as tables."""
+
+    run_dir: Path
+    train: dict[str, pd.DataFrame] = field(default_factory=dict)  # stage -> one row per logged train step
+    completions: dict[str, list[dict]] = field(default_factory=dict)  # stage -> completions.jsonl records
+    evals: dict[str, dict[str, dict]] = field(default_factory=dict)  # policy -> condition/benchmark -> results.json
+    metrics: dict[str, dict] = field(default_factory=dict)  # notebook -> recorded headline numbers
+
+    def stage(self, name: str) -> pd.DataFrame:
+        """The per-step log of one training stage, or an error saying which notebook writes it."""
+        if name not in self.train:
+            raise FileNotFoundError(f"{self.run_dir / 'train' / name / 'metrics.jsonl'}: no training log for stage "
+                                    f"{name!r} (notebook 03 writes it); stages found: {sorted(self.train)}")
+        return self.train[name]
+
+
+def training_frame(records: Sequence[dict]) -> pd.DataFrame:
+    """Train-step log records as a DataFrame indexed by step: TRL's eval records (`eval_*`), the periodic
+    evaluation hook (`eval/*`) and the end-of-training summary (`train_runtime`) are left out; a step logged twice
+    (a resumed run) keeps its last record."""
+    rows = [r for r in records if "step" in r and "train_runtime" not in r
+            and not any(k.startswith(("eval_", "eval/")) for k in r)]
+    if not rows:
+        return pd.DataFrame(index=pd.Index([], name="step"))
+    df = pd.DataFrame(rows).drop_duplicates("step", keep="last").set_index("step").sort_index()
+    return df.apply(pd.to_numeric, errors="coerce").dropna(axis=1, how="all")
+
+
+def load_run(run_dir: str | os.PathLike) -> RunLogs:
+    """Training logs of every stage under train/, evaluation results under eval/, recorded metrics."""
+    from vvkit.io import read_jsonl
+    from vvkit.run import read_metrics
+
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise FileNotFoundError(f"{run_dir}: no such run folder (runs are made by `vvkit run` or the notebooks)")
+    logs = RunLogs(run_dir, metrics=read_metrics(run_dir))
+    for stage in sorted(p for p in (run_dir / "train").glob("*") if p.is_dir()):
+        if (stage / "metrics.jsonl").is_file():
+            logs.train[stage.name] = training_frame(read_jsonl(stage / "metrics.jsonl"))
+        if (stage / "completions.jsonl").is_file():
+            logs.completions[stage.name] = read_jsonl(stage / "completions.jsonl")
+    for res in sorted((run_dir / "eval").glob("*/**/results.json")):
+        rel = res.parent.relative_to(run_dir / "eval")
+        data = json.loads(res.read_text())
+        if "metrics" in data:  # finished evaluations only
+            logs.evals.setdefault(rel.parts[0], {})["/".join(rel.parts[1:])] = data
+    return logs
+
+
+# ---- training curves ------------------------------------------------------------------------------------------
+
+def _columns(df: pd.DataFrame, prefix: str) -> list[str]:
+    return sorted(c for c in df.columns if c.startswith(prefix) and c.count("/") == prefix.count("/"))
+
+
+def _save(fig: Any, path: Path | None) -> Any:
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(path, dpi=110, bbox_inches="tight")
+    return fig
+
+
+def _panel(ax: Any, df: pd.DataFrame, cols: Sequence[str], title: str, ylabel: str, labels: dict | None = None) -> None:
+    for c in cols:
+        ax.plot(df.index, df[c], marker="." if len(df) < 30 else None, label=(labels or {}).get(c, c))
+    if not cols:
+        ax.text(0.5, 0.5, "not logged", ha="center", va="center", transform=ax.transAxes, color="grey")
+    ax.set(title=title, xlabel="step", ylabel=ylabel)
+    if len(cols) > 1:
+        ax.legend(fontsize=8)
+
+
+def plot_training(df: pd.DataFrame, fig_dir: str | os.PathLike | None = None, stage: str = "grpo") -> dict[str, Any]:
+    """Five figures of a GRPO log: reward per task, format rate, completion length, KL and entropy, and the share of
+    groups whose rewards are all equal (no advantage, no gradient); saved as PNG in `fig_dir` when given."""
+    import matplotlib.pyplot as plt
+
+    fig_dir = Path(fig_dir) if fig_dir is not None else None
+    out = {}
+
+    def path(name: str) -> Path | None:
+        return fig_dir / f"{FIG_PREFIX}{stage}_{name}.png" if fig_dir is not None else None
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    tasks = _columns(df, "reward/")
+    _panel(ax, df, (["reward"] if "reward" in df else []) + tasks, f"{stage}: reward per task", "mean reward",
+           {c: c.split("/", 1)[-1] if "/" in c else "all tasks" for c in ["reward", *tasks]})
+    out["reward_per_task"] = _save(fig, path("reward_per_task"))
+    fig, ax = plt.subplots(figsize=(7, 4))
+    cols = (["format_rate"] if "format_rate" in df else []) + _columns(df, "format_rate/")
+    _panel(ax, df, cols, f"{stage}: well-formed <think>/<answer> completions", "format rate",
+           {c: c.split("/", 1)[-1] if "/" in c else "all tasks" for c in cols})
+    ax.set_ylim(-0.02, 1.02)
+    out["format_rate"] = _save(fig, path("format_rate"))
+    fig, ax = plt.subplots(figsize=(7, 4))
+    _panel(ax, df, [c for c in ("completions/mean_length", "completions/mean_terminated_length") if c in df],
+           f"{stage}: completion length", "tokens")
+    if {"completions/min_length", "completions/max_length"} <= set(df):
+        ax.fill_between(df.index, df["completions/min_length"], df["completions/max_length"], alpha=0.15,
+                        label="min-max")
+        ax.legend(fontsize=8)
+    out["completion_length"] = _save(fig, path("completion_length"))
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    _panel(axes[0], df, [c for c in ("kl",) if c in df], f"{stage}: KL to the reference", "KL (k3)")
+    if "kl" not in df:
+        axes[0].text(0.5, 0.35, "(beta = 0: no reference model, as the paper)", ha="center",
+                     transform=axes[0].transAxes, color="grey", fontsize=8)
+    _panel(axes[1], df, [c for c in ("entropy",) if c in df], f"{stage}: token entropy", "nats")
+    out["kl_entropy"] = _save(fig, path("kl_entropy"))
+    fig, ax = plt.subplots(figsize=(7, 4))
+    _panel(ax, df, [c for c in ("frac_reward_zero_std",) if c in df], f"{stage}: groups with zero reward variance",
+           "fraction of groups")
+    ax.set_ylim(-0.02, 1.02)
+    out["zero_std"] = _save(fig, path("zero_std"))
+    for f in out.values():
+        plt.close(f)
+    return out
+
+
+# ---- before / after and diagnostics ---------------------------------------------------------------------------
+
+HEADLINE_METRIC = {"mcq": "accuracy", "mixvid": "accuracy", "dark_event": "score_mean", "caption": "f1",
+                   "open_ended": "score"}
+
+
+def compare_table(metrics: dict[str, dict]) -> pd.DataFrame:
+    """Tasks x policies: each task's headline metric (accuracy, DarkEventInfer mean 0-2, caption F1, ...) and the
+    format rate, with the change from the first policy to the last."""
+    names = list(metrics)
+    tasks = sorted({t for m in metrics.values() for t in m if t != "overall"})
+    rows = []
+    for t in tasks:
+        key = HEADLINE_METRIC.get(t, "primary")
+        for metric in (key, "format_rate"):
+            rec = {"task": t, "metric": metric}
+            rec.update({n: metrics[n].get(t, {}).get(metric, math.nan) for n in names})
+            if len(names) > 1:
+                rec["change"] = rec[names[-1]] - rec[names[0]]
+            rows.append(rec)
+    return pd.DataFrame(rows).set_index(["task", "metric"]) if rows else pd.DataFrame()
+
+
+def plot_diagnostics(table: pd.DataFrame, path: str | os.PathLike | None = None, title: str = "") -> Any:
+    """Grouped bars: each task's headline score (0-1) under every condition, with the chance level drawn over its
+    group; bars for blank/no_video as tall as the video bar mean the model is not using the video."""
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    from vvkit.evaluate import CONDITIONS
+
+    conds = [c for c in CONDITIONS if c in table.columns]
+    tasks = list(table.index)
+    width = 0.8 / max(1, len(conds))
+    fig, ax = plt.subplots(figsize=(max(6.0, 1.6 * len(tasks) + 2), 4))
+    colours = dict(zip(CONDITIONS, ("#2b6cb0", "#d69e2e", "#718096", "#c53030")))
+    for i, c in enumerate(conds):
+        x = np.arange(len(tasks)) - 0.4 + width * (i + 0.5)
+        ax.bar(x, table[c].astype(float).fillna(0), width, label=c, color=colours[c])
+    if "chance" in table:
+        for j, ch in enumerate(table["chance"].astype(float)):
+            if not math.isnan(ch):
+                ax.hlines(ch, j - 0.45, j + 0.45, colors="black", linestyles="--",
+                          label="chance" if j == int(np.nanargmax(table["chance"].notna().values)) else None)
+    ax.set_xticks(np.arange(len(tasks)), tasks)
+    ax.set(ylabel="score (0-1)", ylim=(0, 1.05), title=title or "grounding diagnostics")
+    ax.legend(fontsize=8, ncol=len(conds) + 1, loc="upper right")
+    _save(fig, Path(path) if path is not None else None)
+    plt.close(fig)
+    return fig
+
+
+# ---- completions viewer ---------------------------------------------------------------------------------------
+
+VIEW_COLUMNS = ("step", "policy", "condition", "id", "problem_type", "solution", "completion", "reward", "score")
+
+
+def completions_html(records: Sequence[dict], title: str = "completions") -> str:
+    """A static HTML table of completions (text escaped, long reasoning kept, one row per completion)."""
+    cols = [c for c in VIEW_COLUMNS if any(c in r for r in records)]
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in cols)
+    body = []
+    for r in records:
+        cells = []
+        for c in cols:
+            v = r.get(c, "")
+            v = f"{v:.3f}" if isinstance(v, float) else ("" if v is None else str(v))
+            style = ' style="white-space:pre-wrap;font-family:monospace;max-width:48em"' if c == "completion" else ""
+            cells.append(f"<td{style}>{html.escape(v)}</td>")
+        body.append("<tr>" + "".join(cells) + "</tr>")
+    return (f"<html><head><meta charset='utf-8'><title>{html.escape(title)}</title></head><body>"
+            f"<h2>{html.escape(title)}</h2><table border='1' cellpadding='4' style='border-collapse:collapse'>"
+            f"<tr>{head}</tr>{''.join(body)}</table></body></html>")
+
+
+def show_completions(records: Sequence[dict], out_path: str | os.PathLike, n: int = 24,
+                     interactive: bool | None = None, title: str = "completions") -> Path:
+    """Write the first `n` records per group as an HTML table to `out_path`; in a live notebook also open a widget
+    to page through every record (ipywidgets), filtered by task."""
+    from vvkit.io import atomic_write_text
+    from vvkit.run import is_interactive
+
+    records = list(records)
+    path = atomic_write_text(Path(out_path), completions_html(records[:n], title))
+    if interactive if interactive is not None else is_interactive():
+        import ipywidgets as w
+        from IPython.display import display
+
+        tasks = ["all"] + sorted({str(r.get("problem_type")) for r in records})
+        task = w.Dropdown(options=tasks, description="task")
+        idx = w.IntSlider(min=0, max=max(0, len(records) - 1), description="record")
+        view = w.HTML()
+
+        def render(*_: Any) -> None:
+            pick = [r for r in records if task.value == "all" or str(r.get("problem_type")) == task.value]
+            idx.max = max(0, len(pick) - 1)
+            view.value = completions_html(pick[idx.value:idx.value + 1], title) if pick else "(none)"
+
+        task.observe(render, "value")
+        idx.observe(render, "value")
+        render()
+        display(w.VBox([w.HBox([task, idx]), view]))
+    return path
+
+
+# ---- the report -----------------------------------------------------------------------------------------------
+
+def markdown_table(df: pd.DataFrame, digits: int = 3) -> str:
+    """A pipe table (no extra dependency); floats rounded to `digits`, NaN shown as '-'."""
+    df = df.reset_index() if not isinstance(df.index, pd.RangeIndex) else df
+
+    def fmt(v: Any) -> str:
+        if isinstance(v, float):
+            return "-" if math.isnan(v) else f"{v:.{digits}f}"
+        return str(v)
+
+    lines = ["| " + " | ".join(map(str, df.columns)) + " |", "|" + "---|" * len(df.columns)]
+    lines += ["| " + " | ".join(fmt(v) for v in row) + " |" for row in df.itertuples(index=False)]
+    return "\n".join(lines)
+
+
+def headline(metrics: dict[str, dict], tables: dict[str, pd.DataFrame] | None = None) -> dict:
+    """Flat headline numbers: the last policy's headline metric per task and format rate, its change in mean
+    primary score from the first policy, and the smallest grounding gap of each diagnosed policy."""
+    names = list(metrics)
+    last = metrics[names[-1]]
+    out: dict[str, Any] = {"policy": names[-1]}
+    for t, m in last.items():
+        if t != "overall":
+            out[f"{t}/{HEADLINE_METRIC.get(t, 'primary')}"] = m.get(HEADLINE_METRIC.get(t, "primary"))
+    out["format_rate"] = last["overall"]["format_rate"]
+    if len(names) > 1:
+        out[f"primary_mean_change_vs_{names[0]}"] = last["overall"]["primary_mean"] - \
+            metrics[names[0]]["overall"]["primary_mean"]
+    for name, table in (tables or {}).items():
+        if "grounding_gap" in table:
+            out[f"{name}/min_grounding_gap"] = float(table["grounding_gap"].min())
+    return out
+
+
+def saved_figures(run_dir: str | os.PathLike) -> dict[str, Path]:
+    """Every PNG under <run_dir>/figures, by file stem, in name order (so notebook numbers order them)."""
+    return {p.stem: p for p in sorted((Path(run_dir) / "figures").glob("*.png"))}
+
+
+SETTINGS_KEYS = ("frames", "prompt_version", "decoding", "judge", "open_ended_metric", "seed")
+
+
+def write_report(run_dir: str | os.PathLike, headline_metrics: dict, tables: dict[str, pd.DataFrame] | None = None,
+                 figures: dict[str, str | os.PathLike] | None = None, warnings: Sequence[str] = (),
+                 settings: dict | None = None, title: str = "vvkit run report") -> Path:
+    """`<run_dir>/report.md`: the headline numbers (JSON), the evaluation settings (frame policy, prompt version,
+    decoding: from a results header), warnings, tables and figures (paths relative to the run folder; default:
+    every PNG in <run_dir>/figures)."""
+    from vvkit.io import atomic_write_text
+
+    run_dir = Path(run_dir)
+    figures = saved_figures(run_dir) if figures is None else figures
+    run = json.loads((run_dir / "run.json").read_text()) if (run_dir / "run.json").is_file() else {}
+    lines = [f"# {title}", "", f"Written {time.strftime('%Y-%m-%d %H:%M:%S')} from `{run_dir.name}`"
+             + (f" (seed {run.get('seed')}, code {run.get('code_version')})" if run else "") + ".", ""]
+    lines += ["## Headline", "", "```json", json.dumps(headline_metrics, indent=2, default=str), "```", ""]
+    if settings:
+        shown = {k: settings[k] for k in SETTINGS_KEYS if k in settings}
+        lines += ["## Evaluation settings", "", "```json", json.dumps(shown, indent=2, default=str), "```", ""]
+    if warnings:
+        lines += ["## Warnings", ""] + [f"- {w}" for w in warnings] + [""]
+    for name, df in (tables or {}).items():
+        lines += [f"## {name}", "", markdown_table(df), ""]
+    if figures:
+        lines += ["## Figures", ""]
+        for name, p in figures.items():
+            rel = Path(os.path.relpath(Path(p).resolve(), run_dir.resolve())).as_posix()
+            lines += [f"### {name}", "", f"![{name}]({rel})", ""]
+    return atomic_write_text(run_dir / "report.md", "\n".join(lines))
+
+
+__all__ = ["RunLogs", "compare_table", "completions_html", "headline", "load_run", "markdown_table",
+           "plot_diagnostics", "plot_training", "saved_figures", "show_completions", "training_frame", "write_report"]
