@@ -217,3 +217,114 @@ def load_params(path: str | Path) -> dict:
         shared = {"run_dir": "runs/check", "seed": int(run.get("seed", 0)), "frames": frames, "policy": run.get("policy")}
         from_dict(cls, {**shared, **values}, where=f"{path}: section {section!r}")
     return params
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# TrainConfig (notebook 03, `python -m vvkit.train`): trl.GRPOConfig plus vvkit's fields.
+# Importing trl costs ~5 s, so the class is defined on first access (PEP 562 module __getattr__); it still lives at
+# `vvkit.config.TrainConfig`, which is what pickled checkpoints (training_args.bin) refer to.
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def _define_train_config() -> type:
+    """Build `TrainConfig(trl.GRPOConfig)`: only vvkit's fields are new; every GRPOConfig field stays settable."""
+    import torch
+    from trl import GRPOConfig
+
+    @dataclass
+    class TrainConfig(GRPOConfig):
+        """GRPO on video (paper §5): TRL's GRPOConfig, the frame policy, rewards, data and vvkit's options.
+
+        TRL counts `per_device_train_batch_size` in completions, so prompts per optimizer step =
+        per_device_train_batch_size x gradient_accumulation_steps x processes / num_generations (see `prompts_per_step`).
+        """
+
+        # ---- shared keys (every notebook receives them) ----
+        run_dir: str = _f("runs/interactive", "Run folder; outputs go to <run_dir>/train/{warm_start,grpo}.")
+        frames: dict = _f({}, "FramePolicy fields for training videos (fps, nframes, min/max_frames, pixels, backend).")
+        policy: str | None = _f(None, "Starting policy folder; None = the tiny offline policy at <run_dir>/policy/tiny.")
+        # ---- data ----
+        train_data: str | None = _f(None, "Training rows (JSONL); None = <run_dir>/data/train.jsonl.")
+        eval_data: str | None = _f(None, "Held-out rows for TRL's eval loop (used when eval_strategy != 'no'); "
+                                         "None = <run_dir>/data/test.jsonl.")
+        max_train_rows: int | None = _f(None, "Use at most this many training rows (None = all).")
+        # ---- rewards ----
+        reward_funcs: list = _f(["accuracy"], "Reward names from vvkit.rewards (summed with reward_weights).")
+        gate: str = _f("multiply", "Format gate: 'multiply' (paper §4: R = R_format x R_task), 'add' (Video-R1) "
+                                   "or 'none'.")
+        reward_settings: dict = _f({}, "Other vvkit.rewards settings, passed through: judge ('offline' | 'http'), "
+                                       "judge_base_url, judge_model, caption_alpha, open_ended_metric, ...")
+        # ---- model options ----
+        lora: dict | None = _f(None, "peft LoraConfig fields (e.g. {r: 8, lora_alpha: 16, target_modules: "
+                                     "[q_proj, v_proj]}); None = full fine-tuning.")
+        freeze_vision: bool = _f(False, "Freeze the vision tower (and its merger); only the language model learns.")
+        # ---- T-GRPO (Video-R1 temporal contrast) ----
+        tgrpo: bool = _f(False, "T-GRPO: also sample on frame-shuffled clips and reward correct ordered answers "
+                                "when ordered accuracy >= tgrpo_ratio x shuffled accuracy (Video-R1).")
+        tgrpo_alpha: float = _f(0.3, "T-GRPO bonus added to each correct ordered completion (Video-R1: 0.3).")
+        tgrpo_ratio: float = _f(1.0, "T-GRPO ratio (Video-R1 code: 0.8; its maintainers say 1.0 was intended).")
+        tgrpo_reward: str | None = _f(None, "Reward measuring correctness for T-GRPO; None = the first reward_funcs.")
+        # ---- difficulty filter (paper §3) ----
+        difficulty_filter_k: int = _f(0, "Before RL, sample k completions per row and drop rows where all k are "
+                                         "correct (paper: k=5 at T=1.0); 0 = off.")
+        difficulty_filter_temperature: float = _f(1.0, "Sampling temperature of the difficulty filter.")
+        # ---- SFT warm start (not in the paper; Video-R1 does an SFT cold start) ----
+        sft_steps: int = _f(0, "SFT warm-start steps on template reasoning before RL; 0 = start RL directly.")
+        sft_lr: float = _f(1e-3, "SFT warm-start learning rate (1e-3 suits the tiny policy; far lower for 7B).")
+        sft_batch_size: int = _f(8, "SFT warm-start rows per step.")
+        # ---- logging ----
+        save_completions: int = _f(8, "Completions per step written to <output_dir>/completions.jsonl (0 = none).")
+
+        # ---- GRPOConfig / TrainingArguments defaults that differ for vvkit ----
+        output_dir: str | None = _f(None, "Checkpoints and logs; None = <run_dir>/train/grpo.")
+        bf16: bool | None = _f(None, "bf16 mixed precision; None = on when a bf16-capable GPU is present.")
+        use_cpu: bool | None = _f(None, "Train on CPU; None = on when no GPU is present.")
+        activation_checkpointing: bool | None = _f(False, "Recompute activations in backward (on for 7B, off for tiny).")
+        gradient_checkpointing: bool | None = _f(None, "Deprecated transformers alias of activation_checkpointing.")
+        logging_steps: float = _f(1, "Log metrics every N optimizer steps.")
+        save_steps: float = _f(50, "Save a checkpoint (with the resolved config) every N optimizer steps.")
+        report_to: Any = _f("tensorboard", "Trainer integrations; TensorBoard logs go to <output_dir>/tensorboard.")
+
+        def __post_init__(self) -> None:
+            if self.output_dir is None:
+                self.output_dir = str(Path(self.run_dir) / "train" / "grpo")
+            has_gpu = torch.cuda.is_available()
+            if self.use_cpu is None:
+                self.use_cpu = not has_gpu
+            if self.bf16 is None:
+                self.bf16 = bool(has_gpu and not self.use_cpu and torch.cuda.is_bf16_supported())
+            if self.gate not in ("multiply", "add", "none"):
+                raise ConfigError(f"grpo_training.gate = {self.gate!r}; use 'multiply', 'add' or 'none'")
+            if "gate" in self.reward_settings:
+                raise ConfigError("grpo_training.reward_settings sets 'gate'; set grpo_training.gate instead")
+            if self.difficulty_filter_k < 0 or self.sft_steps < 0:
+                raise ConfigError("grpo_training: difficulty_filter_k and sft_steps must be >= 0 (0 = off)")
+            if self.lora is not None and not isinstance(self.lora, dict):
+                raise ConfigError(f"grpo_training.lora must be a mapping of peft LoraConfig fields or null, "
+                                  f"got {self.lora!r}")
+            super().__post_init__()
+            if self.reward_weights is not None and len(self.reward_weights) != len(self.reward_funcs):
+                raise ConfigError(f"grpo_training: {len(self.reward_weights)} reward_weights for "
+                                  f"{len(self.reward_funcs)} reward_funcs {self.reward_funcs}; give one per reward")
+
+        def prompts_per_step(self) -> float:
+            """Distinct prompts per optimizer step (TRL batches count completions, not prompts)."""
+            return self.per_device_train_batch_size * self.gradient_accumulation_steps * self.world_size / (
+                self.num_generations
+            )
+
+        def vvkit_fields(self) -> dict:
+            """The fields vvkit adds to GRPOConfig, as a plain dict."""
+            base = {f.name for f in dataclasses.fields(GRPOConfig)}
+            return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name not in base}
+
+    TrainConfig.__module__ = __name__
+    TrainConfig.__qualname__ = "TrainConfig"
+    globals()["TrainConfig"] = TrainConfig
+    return TrainConfig
+
+
+def __getattr__(name: str) -> Any:
+    if name == "TrainConfig":
+        return _define_train_config()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,0 +1,469 @@
+"""vvkit.train / vvkit.trainer on a micro Qwen2.5-VL (0.2M params), 4-frame 56x56 videos, 2-3 GRPO steps: the loss
+sees the video (log-probs equal a direct video forward, not a no-video one), the right weights move (full, LoRA,
+frozen vision), vision placeholders are never sampled, mixed tasks batch, resume continues, beta > 0, T-GRPO and the
+difficulty filter do what they say, the SFT warm start learns, configs are strict, the memory estimate adds up."""
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from vvkit.config import ConfigError, TrainConfig
+from vvkit.model import build_tiny_policy, load_policy
+from vvkit.schema import Row, save_rows
+from vvkit.video import write_video
+
+CORPUS = ["What colour is the shape? A. red B. blue", "Which colour do you see? blue red green",
+          "<think>The answer is red.</think><answer>A</answer>", "Describe this video in detail."] * 4
+FRAMES = {"nframes": 4, "min_pixels": 56 * 56, "max_pixels": 56 * 56, "backend": "pyav", "timeout_s": 0}
+VISION_TOKENS = ("<|video_pad|>", "<|image_pad|>", "<|vision_start|>", "<|vision_end|>")
+
+
+def varied_reward(completions, **kwargs):
+    """A reward with spread inside every group, so advantages (and gradients) are non-zero."""
+    return [(sum(map(ord, c[0]["content"])) % 11) / 10 for c in completions]
+
+
+def mcq_only_reward(completions, problem_type, **kwargs):
+    """Applies to mcq rows only (None elsewhere), like vvkit's routed rewards."""
+    return [(len(c[0]["content"]) % 3) / 2 if t == "mcq" else None for c, t in zip(completions, problem_type)]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Micro models gain nothing from a second thread, and on a busy 2-core machine two OpenMP threads spin-wait
+    for each other (a generate call measured ~50x slower); restored after this module."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    """A micro policy folder and four rows (mcq and open-ended) over three coloured-square videos."""
+    root = tmp_path_factory.mktemp("train")
+    policy = build_tiny_policy(root / "policy", seed=0, corpus=CORPUS, size="micro")
+    rows = []
+    for i, colour in enumerate([(255, 0, 0), (0, 0, 255), (0, 255, 0)]):
+        frames = np.zeros((8, 56, 56, 3), np.uint8)
+        for t in range(8):
+            frames[t, 20:36, 10 + 3 * t:26 + 3 * t] = colour
+        write_video(frames, root / f"v{i}.mp4", fps=4)
+    rows.append(Row("m0", str(root / "v0.mp4"), "What colour is the shape?", "A", "mcq", ["A. red", "B. blue"]))
+    rows.append(Row("m1", str(root / "v1.mp4"), "Which colour do you see?", "B", "mcq", ["A. red", "B. blue"]))
+    rows.append(Row("o2", str(root / "v2.mp4"), "What colour is the shape?", "green", "open_ended"))
+    rows.append(Row("o1", str(root / "v1.mp4"), "Which colour do you see?", "blue", "open_ended"))
+    save_rows(rows, root / "data" / "train.jsonl")
+    return {"root": root, "policy": policy, "rows": rows}
+
+
+def make_cfg(world, name, **kw):
+    base = dict(run_dir=str(world["root"] / name), frames=FRAMES, policy=str(world["policy"]), num_generations=2,
+                per_device_train_batch_size=4, max_completion_length=6, max_steps=2, learning_rate=5e-3,
+                report_to="none", save_strategy="no", logging_steps=1, disable_tqdm=True, seed=0)
+    return TrainConfig(**{**base, **kw})
+
+
+def make_trainer(world, cfg, rewards=(varied_reward,), rows=None, model=None):
+    from vvkit.train import grpo_dataset, lora_config
+    from vvkit.trainer import VideoGRPOTrainer
+
+    if model is None:
+        model, processor = load_policy(world["policy"])
+    else:
+        model, processor = model
+    return VideoGRPOTrainer(model=model, reward_funcs=list(rewards), args=cfg, processing_class=processor,
+                            train_dataset=grpo_dataset(rows or world["rows"]), peft_config=lora_config(cfg))
+
+
+def snapshot(model):
+    return {n: p.detach().clone() for n, p in model.named_parameters()}
+
+
+def changed(before, model):
+    return {n for n, p in model.named_parameters() if n in before and not torch.equal(before[n], p.detach())}
+
+
+# ---------------------------------------------------------------- the video reaches the loss
+
+
+def _direct_logps(model, processor, row, completion_ids, temperature, with_video=True):
+    """Completion log-probs from a plain forward of prompt + completion, the video encoded from scratch."""
+    from vvkit.processing import video_metadata
+    from vvkit.prompts import row_to_messages
+    from vvkit.video import FramePolicy, read_video
+
+    clip = read_video(row.video, FramePolicy.from_dict(FRAMES))
+    text = processor.apply_chat_template(row_to_messages(row), tokenize=False, add_generation_prompt=True)
+    enc = processor(text=[text], videos=[clip.frames], video_metadata=video_metadata([clip.frames], [clip.sampled_fps]),
+                    return_tensors="pt", return_mm_token_type_ids=True)
+    ids = torch.cat([enc["input_ids"], completion_ids[None]], 1)
+    kw = {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
+    if with_video:
+        kw.update(pixel_values_videos=enc["pixel_values_videos"], video_grid_thw=enc["video_grid_thw"],
+                  second_per_grid_ts=enc["second_per_grid_ts"],
+                  mm_token_type_ids=torch.cat([enc["mm_token_type_ids"], torch.zeros_like(completion_ids)[None]], 1))
+    with torch.no_grad():
+        logits = model(**kw).logits[0, -len(completion_ids) - 1:-1] / temperature
+    return torch.log_softmax(logits.float(), -1).gather(-1, completion_ids[:, None])[:, 0], enc
+
+
+def test_loss_logps_equal_a_direct_video_forward_and_differ_without_video(world):
+    cfg = make_cfg(world, "logps", temperature=0.7, per_device_train_batch_size=4, gradient_accumulation_steps=2)
+    trainer = make_trainer(world, cfg)
+    trainer.model.train()
+    trainer.current_gradient_accumulation_steps = cfg.gradient_accumulation_steps  # set by the train loop
+    batch = [dict(x) for x in trainer.train_dataset for _ in range(cfg.num_generations)]  # 4 prompts x G = 2 slices
+    captured = []
+    inner = trainer._get_per_token_logps_and_entropies
+
+    def spy(*args, **kwargs):
+        out = inner(*args, **kwargs)
+        captured.append(out[0].detach())
+        return out
+
+    trainer._get_per_token_logps_and_entropies = spy
+    inputs = trainer._prepare_inputs(batch)  # generate, score, shuffle and split as TRL does; first slice
+    trainer._compute_loss(trainer.model, inputs)
+    logps = captured[-1]
+    by_prompt = {}
+    for r in world["rows"]:  # prompts are distinct per row, so the prompt ids identify the row after shuffling
+        _, enc = _direct_logps(trainer.model, trainer.processing_class, r, torch.tensor([0]), 1.0)
+        by_prompt[tuple(enc["input_ids"][0].tolist())] = (r, enc)
+    assert len(by_prompt) == len(world["rows"])
+    checked = 0
+    for i in range(inputs["prompt_ids"].size(0)):
+        prompt = tuple(t for t, m in zip(inputs["prompt_ids"][i].tolist(), inputs["prompt_mask"][i].tolist()) if m)
+        row, enc = by_prompt[prompt]
+        n = int(inputs["completion_mask"][i].sum())
+        comp = inputs["completion_ids"][i, :n]
+        want, _ = _direct_logps(trainer.model, trainer.processing_class, row, comp, 0.7)
+        blind, _ = _direct_logps(trainer.model, trainer.processing_class, row, comp, 0.7, with_video=False)
+        torch.testing.assert_close(logps[i, :n], want, atol=1e-5, rtol=1e-4)
+        assert (logps[i, :n] - blind).abs().max() > 1e-3  # a no-video forward gives other log-probs
+        # the real sampled fps reached M-RoPE: 2 frames per temporal patch at 4 frames over 2 s -> 1 s
+        torch.testing.assert_close(inputs["second_per_grid_ts"][i], enc["second_per_grid_ts"].float())
+        checked += 1
+    assert checked == cfg.per_device_train_batch_size
+
+
+def test_two_steps_update_the_vision_tower(world):
+    trainer = make_trainer(world, make_cfg(world, "full"))
+    before = snapshot(trainer.model)
+    trainer.train()
+    moved = changed(before, trainer.model)
+    vision = [n for n in before if "visual." in n]
+    assert vision and set(vision) <= moved
+    assert any("language_model" in n for n in moved)
+
+
+def test_lora_changes_only_adapter_weights(world):
+    trainer = make_trainer(world, make_cfg(world, "lora", lora={"r": 4, "lora_alpha": 8}, learning_rate=5e-2))
+    before = snapshot(trainer.model)
+    trainer.train()
+    moved = changed(before, trainer.model)
+    assert moved and all("lora_" in n for n in moved)
+    assert any("lora_B" in n for n in moved)
+
+
+def test_frozen_vision_keeps_the_vision_tower(world):
+    from vvkit.train import freeze_vision
+
+    model, processor = load_policy(world["policy"])
+    assert freeze_vision(model) > 0
+    trainer = make_trainer(world, make_cfg(world, "frozen", freeze_vision=True), model=(model, processor))
+    before = snapshot(trainer.model)
+    trainer.train()
+    moved = changed(before, trainer.model)
+    assert moved and not any("visual." in n for n in moved)
+
+
+def test_vision_placeholders_are_never_sampled(world):
+    from vvkit.train import collate_prompts, encode_prompt, load_clips
+    from vvkit.prompts import row_to_messages
+    from vvkit.video import FramePolicy
+
+    model, processor = load_policy(world["policy"])
+    vocab = model.lm_head.weight.shape[0]
+    ids = [processor.tokenizer.convert_tokens_to_ids(t) for t in VISION_TOKENS]
+    model.lm_head.bias = torch.nn.Parameter(torch.zeros(vocab))
+    with torch.no_grad():
+        model.lm_head.bias[ids[0]] = 100.0  # <|video_pad|> is by far the likeliest token everywhere
+    row = world["rows"][0]
+    enc = encode_prompt(processor, row_to_messages(row), load_clips(row.to_dict(), FramePolicy.from_dict(FRAMES)))
+    batch = collate_prompts([enc, enc], processor.tokenizer.pad_token_id, model.config.video_token_id)
+    model.generation_config.suppress_tokens = None
+    raw = model.generate(**batch, max_new_tokens=4, do_sample=True)[:, batch["input_ids"].size(1):]
+    assert (raw == ids[0]).all()  # without suppression the placeholder is sampled ...
+    trainer = make_trainer(world, make_cfg(world, "pads", max_steps=1), model=(model, processor))
+    batch = [dict(x) for x in trainer.train_dataset for _ in range(2)]
+    trainer.model.train()
+    out = trainer._generate_and_score_completions(batch)  # ... but never by the trainer
+    sampled = out["completion_ids"][out["completion_mask"].bool()]
+    assert sampled.numel() > 0 and not torch.isin(sampled, torch.tensor(ids)).any()
+
+
+def test_batch_of_two_prompts_with_mixed_task_types_trains(world):
+    cfg = make_cfg(world, "mixed", per_device_train_batch_size=4)  # 2 prompts x G=2 per device step
+    trainer = make_trainer(world, cfg, rewards=(varied_reward, mcq_only_reward))
+    trainer.train()
+    logs = [h for h in trainer.state.log_history if "reward" in h]
+    assert trainer.state.global_step == 2 and len(logs) == 2
+    keys = set().union(*logs)
+    assert {"reward/mcq", "reward/open_ended", "rewards/mcq_only_reward/mcq", "format_rate"} <= keys
+    assert "rewards/mcq_only_reward/open_ended" not in keys  # None for open-ended rows: routed, not zeroed
+    assert all(np.isfinite(h["loss"]) for h in logs)
+
+
+def test_beta_reference_model_sees_the_video(world):
+    trainer = make_trainer(world, make_cfg(world, "beta", beta=0.04, max_steps=2))
+    assert trainer.ref_model is not None
+    trainer.train()
+    kl = [h["kl"] for h in trainer.state.log_history if "kl" in h]
+    assert len(kl) == 2 and abs(kl[0]) < 1e-5  # step 1: policy == reference, both with video
+    assert kl[1] > 0
+
+
+# ---------------------------------------------------------------- options that change the data or the reward
+
+
+class Alternating:
+    """Accuracy reward whose value alternates per call: the first call scores the ordered completions,
+    the second the shuffled ones (T-GRPO samples on shuffled frames after the ordered group is scored)."""
+
+    __name__ = "accuracy"
+
+    def __init__(self, ordered, shuffled):
+        self.values, self.calls = (ordered, shuffled), 0
+
+    def __call__(self, completions, **kwargs):
+        v = self.values[self.calls % 2]
+        self.calls += 1
+        return [v] * len(completions)
+
+
+@pytest.mark.parametrize("ordered,shuffled,bonus", [(1.0, 0.0, 0.3), (0.0, 1.0, 0.0), (1.0, 1.0, 0.3)])
+def test_tgrpo_rewards_correct_ordered_answers_only_when_order_helps(world, ordered, shuffled, bonus):
+    acc = Alternating(ordered, shuffled)
+    trainer = make_trainer(world, make_cfg(world, "tgrpo", tgrpo=True, max_steps=1), rewards=(acc, varied_reward))
+    trainer.train()
+    log = next(h for h in trainer.state.log_history if "reward" in h)
+    assert acc.calls == 2  # ordered group, then the shuffled group
+    assert log["rewards/temporal_reward/mean"] == pytest.approx(bonus)
+    assert log["tgrpo/ordered_acc"] == ordered and log["tgrpo/shuffled_acc"] == shuffled
+
+
+def test_tgrpo_samples_on_shuffled_frames(world):
+    from vvkit import trainer as T
+
+    seen = []
+    cfg = make_cfg(world, "tgrpo_frames", tgrpo=True, max_steps=1)
+    trainer = make_trainer(world, cfg, rewards=(Alternating(1.0, 0.0),))
+    original = trainer._generate_single_turn
+
+    def spy(prompt_ids, images, fields, n, **kw):
+        seen.append(fields["pixel_values_videos"].clone())
+        return original(prompt_ids, images, fields, n, **kw)
+
+    trainer._generate_single_turn = spy
+    trainer.train()
+    ordered, shuffled = seen
+    assert shuffled.shape[0] == ordered.shape[0] // 2  # every other row: G/2 shuffled samples per prompt
+    assert not torch.equal(ordered[: shuffled.shape[0]], shuffled)
+    assert T.temporal_reward([1, 2]) == [None, None]
+
+
+def test_difficulty_filter_drops_rows_all_k_samples_get_right(world):
+    from vvkit.train import filter_by_difficulty
+
+    calls = []
+
+    def is_correct(text, row):
+        calls.append(row.id)
+        return row.id == "m0"  # always right on m0, never elsewhere
+
+    rows = [Row(**r.to_dict()) for r in world["rows"]]
+    kept = filter_by_difficulty(str(world["policy"]), rows, k=3, frames=FRAMES, max_new_tokens=4,
+                                is_correct=is_correct)
+    assert [r.id for r in kept] == ["m1", "o2", "o1"]
+    assert calls.count("m0") == 3 and len(calls) == 12
+    assert kept[0].meta["difficulty"] == {"k": 3, "correct": 0}
+
+
+def test_warm_start_learns_the_format_and_saves_a_loadable_policy(world):
+    from vvkit.rewards.parsing import parse_completion
+    from vvkit.train import sample_completions, warm_start
+
+    cfg = make_cfg(world, "sft", sft_steps=30, sft_lr=5e-3, sft_batch_size=4,
+                   train_data=str(world["root"] / "data" / "train.jsonl"))
+    path = warm_start(cfg)
+    log = [json.loads(x) for x in (Path(cfg.run_dir) / "train" / "warm_start" / "metrics.jsonl").read_text().split("\n") if x]
+    losses = [r["loss"] for r in log if "loss" in r]
+    assert losses[-1] < losses[0] / 3
+    model, processor = load_policy(path)
+    texts = [t[0] for t in sample_completions(model, processor, world["rows"], FRAMES, temperature=0,
+                                               max_new_tokens=16)]
+    assert all(parse_completion(t).well_formed for t in texts), texts
+    assert warm_start(cfg) == path  # reused, not retrained
+
+
+# ---------------------------------------------------------------- the stage end to end: checkpoints, logs, resume
+
+
+class CrashAfter(__import__("transformers").TrainerCallback):
+    """Simulates a crash right after step `step` was logged (past the last checkpoint)."""
+
+    def __init__(self, step):
+        self.step = step
+
+    def on_log(self, args, state, control, **kwargs):
+        if state.global_step == self.step:
+            raise KeyboardInterrupt
+
+
+def _stage_cfg(world, name, **kw):
+    base = dict(max_steps=4, save_strategy="steps", save_steps=2, reward_funcs=["accuracy", "test_train:varied_reward"],
+                train_data=str(world["root"] / "data" / "train.jsonl"))
+    return make_cfg(world, name, **{**base, **kw})
+
+
+def test_resume_after_a_crash_continues_from_the_checkpoint_with_nothing_lost(world):
+    from vvkit.callbacks import read_log
+    from vvkit.train import train
+
+    cfg = _stage_cfg(world, "resume")
+    out = Path(cfg.output_dir)
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg, callbacks=[CrashAfter(3)])
+    assert (out / "checkpoint-2").is_dir() and not (out / "checkpoint-4").exists()
+    saved = json.loads((out / "checkpoint-2" / "train_config.json").read_text())
+    assert saved["max_steps"] == 4 and saved["frames"] == FRAMES and saved["policy"] == str(world["policy"])
+    assert [r["step"] for r in read_log(out / "metrics.jsonl") if "reward" in r] == [1, 2, 3]
+
+    final = train(_stage_cfg(world, "resume", resume_from_checkpoint="last"))
+    steps = [r["step"] for r in read_log(out / "metrics.jsonl") if "reward" in r]
+    assert steps == [1, 2, 3, 4]  # step 3 from the crashed run was dropped and redone from checkpoint-2
+    assert {r["step"] for r in read_log(out / "completions.jsonl")} == {1, 2, 3, 4}
+    assert json.loads((out / "checkpoint-4" / "trainer_state.json").read_text())["global_step"] == 4
+    load_policy(final)  # the final policy loads like any checkpoint
+
+    # nothing lost: the same run without a crash ends with the same weights
+    straight = train(_stage_cfg(world, "straight"))
+    a = load_policy(final)[0].state_dict()
+    b = load_policy(straight)[0].state_dict()
+    assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
+
+
+def test_train_config_from_params_is_strict(world, tmp_path):
+    from vvkit.train import load_train_config
+
+    good = tmp_path / "p.yaml"
+    good.write_text("run: {seed: 3}\nframes: {nframes: 4}\ngrpo_training: {num_generations: 2, loss_type: dr_grpo}\n")
+    cfg = load_train_config(good, run_dir=str(tmp_path / "r"), overrides={"max_steps": 5})
+    assert (cfg.seed, cfg.frames, cfg.loss_type, cfg.max_steps) == (3, {"nframes": 4}, "dr_grpo", 5)
+    assert cfg.output_dir == str(tmp_path / "r" / "train" / "grpo") and cfg.use_cpu == (not torch.cuda.is_available())
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("grpo_training: {num_generations: 2, tgrpo_alhpa: 0.3}\n")
+    with pytest.raises(ConfigError, match="tgrpo_alhpa"):
+        load_train_config(bad)
+    with pytest.raises(ConfigError, match="reward_weights"):
+        TrainConfig(run_dir=str(tmp_path), reward_funcs=["accuracy"], reward_weights=[1.0, 0.5])
+
+
+@pytest.mark.parametrize("loss_type", ["grpo", "dr_grpo", "bnpo"])
+def test_trl_loss_variants_train_on_video(world, loss_type):
+    trainer = make_trainer(world, make_cfg(world, f"loss_{loss_type}", loss_type=loss_type, max_steps=1))
+    before = snapshot(trainer.model)
+    trainer.train()
+    assert any("visual." in n for n in changed(before, trainer.model))
+
+
+def test_memory_estimate_counts_qwen25vl_7b_and_scales_with_frames():
+    from transformers import Qwen2_5_VLConfig
+
+    from vvkit.budget import estimate_memory, format_memory
+
+    cfg7b = Qwen2_5_VLConfig(
+        text_config=dict(vocab_size=152064, hidden_size=3584, intermediate_size=18944, num_hidden_layers=28,
+                         num_attention_heads=28, num_key_value_heads=4,
+                         rope_parameters={"rope_type": "default", "rope_theta": 1e6, "mrope_section": [16, 24, 24]}),
+        vision_config=dict(depth=32, hidden_size=1280, intermediate_size=3420, num_heads=16, out_hidden_size=3584),
+        tie_word_embeddings=False)
+    paper = {"frames": {"nframes": 16, "max_pixels": 196 * 28 * 28}, "num_generations": 8, "bf16": True,
+             "max_completion_length": 2048, "per_device_train_batch_size": 8, "gradient_accumulation_steps": 4,
+             "activation_checkpointing": True, "beta": 0.0}
+    est = estimate_memory(paper, cfg7b, world_size=6, zero_stage=3, offload=True)
+    assert est["parameters"] == 8_292_166_656  # Qwen2.5-VL-7B-Instruct (a meta-device build counts the same)
+    assert est["video_llm_tokens"] == 8 * 196 and est["prompts_per_step"] == 24
+    assert est["weights_gib"] == pytest.approx(8_292_166_656 * 2 / 6 / 2**30)
+    assert est["optimizer_gib"] == 0 and est["optimizer_cpu_gib"] > 0
+    more = estimate_memory({**paper, "frames": {"nframes": 32, "max_pixels": 196 * 28 * 28}}, cfg7b, world_size=6,
+                           zero_stage=3, offload=True)
+    assert more["video_llm_tokens"] == 2 * est["video_llm_tokens"] and more["total_gpu_gib"] > est["total_gpu_gib"]
+    single = estimate_memory(paper, cfg7b, world_size=1, zero_stage=0, offload=False)
+    assert single["total_gpu_gib"] > 80  # full fine-tuning of 7B does not fit one 80 GB GPU
+    assert "total / GPU" in format_memory(est)
+
+
+def test_notebook_parameters_presets_and_accelerate_configs_agree():
+    import ast
+
+    import nbformat
+    import yaml
+
+    from vvkit.config import SHARED_KEYS
+    from vvkit.train import NOTEBOOK_KEYS
+
+    root = Path(__file__).resolve().parents[1]
+    nb = nbformat.read(root / "notebooks" / "03_grpo_training.ipynb", 4)
+    cell = next(c for c in nb.cells if "parameters" in c.metadata.get("tags", []))
+    names = [node.targets[0].id for node in ast.parse(cell.source).body]
+    assert sorted(names) == sorted(SHARED_KEYS + NOTEBOOK_KEYS)
+    fields = {f for f in TrainConfig.__dataclass_fields__}
+    assert set(NOTEBOOK_KEYS) <= fields
+    assert all(not c.get("outputs") and c.get("execution_count") is None for c in nb.cells if c.cell_type == "code")
+    for name in ("zero3", "zero3_offload"):
+        acc = yaml.safe_load((root / "params" / "accelerate" / f"{name}.yaml").read_text())
+        ds = json.loads((root / acc["deepspeed_config"]["deepspeed_config_file"]).read_text())
+        assert acc["distributed_type"] == "DEEPSPEED" and ds["zero_optimization"]["stage"] == 3
+        assert ("offload_optimizer" in ds["zero_optimization"]) == (name == "zero3_offload")
+
+
+def test_policy_eval_hook_logs_and_a_fresh_run_replaces_old_logs(world):
+    from vvkit.callbacks import read_log
+    from vvkit.train import train
+
+    calls = []
+
+    def fake_eval(model, processor):
+        calls.append(model.training)
+        return {"accuracy": 0.5}
+
+    cfg = _stage_cfg(world, "evalhook", max_steps=2, save_strategy="no")
+    train(cfg)
+    train(cfg, eval_fn=fake_eval, eval_every=1)  # same folder, not resumed: the first run's log is replaced
+    log = read_log(Path(cfg.output_dir) / "metrics.jsonl")
+    assert [r["step"] for r in log if "reward" in r] == [1, 2]
+    assert [(r["step"], r["eval/accuracy"]) for r in log if "eval/accuracy" in r] == [(0, 0.5), (1, 0.5), (2, 0.5)]
+    assert calls == [False, False, False]  # evaluated in eval mode
+
+    from vvkit.train import reward_eval
+
+    model, processor = load_policy(world["policy"])
+    scores = reward_eval(world["rows"][:2], FRAMES, max_new_tokens=4)(model=model, processor=processor)
+    assert set(scores) == {"accuracy", "format_rate"} and all(0 <= v <= 1 for v in scores.values())
+
+
+def test_gpu_step_benchmark_runs_its_code_path_on_cpu():
+    import importlib.util
+    import types
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_gpu_step.py"
+    spec = importlib.util.spec_from_file_location("bench_gpu_step", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    args = types.SimpleNamespace(new_tokens=3, generations=2, micro_batch=1, optimizer="adamw", steps=1)
+    assert bench.run(args, "cpu", dry_run=True) == 0
+    assert bench.video_prompt("cpu")["input_ids"].eq(bench.IDS["video_token_id"]).sum() == 8 * 14 * 14

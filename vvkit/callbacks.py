@@ -1,0 +1,158 @@
+"""Trainer callbacks for vvkit runs: per-step metrics to JSONL, the resolved config in every checkpoint, a live
+reward/length plot, and a periodic policy evaluation hook. Resuming drops log lines past the checkpoint, so a
+resumed run has each step exactly once (nanoGPT keeps the config in every checkpoint; cleanrl logs every metric)."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Callable
+
+from transformers import TrainerCallback
+
+from vvkit.io import append_jsonl, atomic_write_json, atomic_write_jsonl
+
+METRICS_FILE = "metrics.jsonl"
+COMPLETIONS_FILE = "completions.jsonl"
+CONFIG_FILE = "train_config.json"
+
+
+def config_record(args: Any) -> dict:
+    """The resolved training config as JSON-ready dict (TrainingArguments.to_dict handles enums and paths)."""
+    d = args.to_dict()
+    return json.loads(json.dumps(d, default=str))
+
+
+def read_log(path: str | Path) -> list[dict]:
+    """Records of a JSONL log; an empty list when it does not exist yet (a run that has not logged)."""
+    from vvkit.io import read_jsonl
+
+    path = Path(path)
+    return read_jsonl(path) if path.exists() else []
+
+
+def truncate_log(path: Path, last_step: int) -> int:
+    """Drop records whose step is past `last_step` (logged after the checkpoint we resume from), or every record
+    when training starts afresh (`last_step` 0: an earlier run's log in the same folder); returns how many."""
+    records = read_log(path)
+    keep = [r for r in records if last_step > 0 and int(r.get("step", 0)) <= last_step]
+    if len(keep) != len(records):
+        atomic_write_jsonl(path, keep)
+    return len(records) - len(keep)
+
+
+class MetricsLogger(TrainerCallback):
+    """Appends every log event (reward, reward per task and component, format rate, length, KL, entropy,
+    frac_reward_zero_std, ...) as one line `{"step": ..., ...}` of `<output_dir>/metrics.jsonl`."""
+
+    def __init__(self, output_dir: str | Path | None = None):
+        self.output_dir = output_dir
+
+    def _dir(self, args: Any) -> Path:
+        return Path(self.output_dir or args.output_dir)
+
+    def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        if state.is_world_process_zero:
+            for name in (METRICS_FILE, COMPLETIONS_FILE):
+                truncate_log(self._dir(args) / name, state.global_step)
+            atomic_write_json(self._dir(args) / CONFIG_FILE, config_record(args))
+
+    def on_log(self, args: Any, state: Any, control: Any, logs: dict | None = None, **kwargs: Any) -> None:
+        if state.is_world_process_zero and logs:
+            append_jsonl(self._dir(args) / METRICS_FILE, {"step": state.global_step, **logs})
+
+
+class ConfigInCheckpoint(TrainerCallback):
+    """Writes the resolved config into every `checkpoint-N/` (training_args.bin is pickled; this is readable)."""
+
+    def on_save(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        ckpt = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+        if state.is_world_process_zero and ckpt.is_dir():
+            atomic_write_json(ckpt / CONFIG_FILE, config_record(args))
+
+
+class PolicyEval(TrainerCallback):
+    """Calls `fn(model, processor) -> dict` every `every` optimizer steps (and at the end) and logs the result,
+    e.g. greedy held-out accuracy from `vvkit.train.reward_eval`: the hook the learning benchmark needs."""
+
+    def __init__(self, fn: Callable[..., dict], every: int, output_dir: str | Path | None = None):
+        self.fn, self.every, self.output_dir = fn, max(1, int(every)), output_dir
+        self.history: list[dict] = []
+
+    def _run(self, args: Any, state: Any, model: Any, processing_class: Any) -> None:
+        was_training = model.training
+        model.eval()
+        metrics = self.fn(model=model, processor=processing_class)
+        if was_training:
+            model.train()
+        rec = {"step": state.global_step, **{f"eval/{k}" if not k.startswith("eval/") else k: v
+                                             for k, v in metrics.items()}}
+        self.history.append(rec)
+        if state.is_world_process_zero:
+            append_jsonl(Path(self.output_dir or args.output_dir) / METRICS_FILE, rec)
+
+    def on_train_begin(self, args: Any, state: Any, control: Any, model: Any = None, processing_class: Any = None,
+                       **kwargs: Any) -> None:
+        if state.global_step == 0:
+            self._run(args, state, model, processing_class)
+
+    def on_step_end(self, args: Any, state: Any, control: Any, model: Any = None, processing_class: Any = None,
+                    **kwargs: Any) -> None:
+        if state.global_step % self.every == 0 or state.global_step == state.max_steps:
+            self._run(args, state, model, processing_class)
+
+
+class LivePlot(TrainerCallback):
+    """Reward and completion length against step: redrawn live in Jupyter, saved as PNG at the end (headless too)."""
+
+    KEYS = (("reward", "reward"), ("completions/mean_length", "completion length"))
+
+    def __init__(self, png_path: str | Path, interactive: bool | None = None, every: int = 1):
+        from vvkit.run import is_interactive
+
+        self.png_path = Path(png_path)
+        self.interactive = is_interactive() if interactive is None else interactive
+        self.every = max(1, int(every))
+        self.history: list[dict] = []
+        self._handle = None
+
+    def figure(self) -> Any:
+        """A two-panel matplotlib figure of the history so far (also per task type when logged)."""
+        import matplotlib.pyplot as plt
+
+        fig, axes = plt.subplots(1, 2, figsize=(10, 3.2))
+        for ax, (key, title) in zip(axes, self.KEYS):
+            keys = [key] + sorted({k for h in self.history for k in h if key == "reward" and k.startswith("reward/")})
+            for k in keys:
+                pts = [(h["step"], h[k]) for h in self.history if h.get(k) is not None]
+                if pts:
+                    ax.plot(*zip(*pts), label=k, lw=2 if k == key else 1)
+            ax.set_xlabel("step")
+            ax.set_title(title)
+            if len(keys) > 1:
+                ax.legend(fontsize=7)
+        fig.tight_layout()
+        return fig
+
+    def on_log(self, args: Any, state: Any, control: Any, logs: dict | None = None, **kwargs: Any) -> None:
+        if not logs or "reward" not in logs:
+            return
+        self.history.append({"step": state.global_step, **logs})
+        if self.interactive and state.is_world_process_zero and len(self.history) % self.every == 0:
+            import matplotlib.pyplot as plt
+            from IPython.display import display
+
+            fig = self.figure()
+            if self._handle is None:
+                self._handle = display(fig, display_id=True)
+            else:
+                self._handle.update(fig)
+            plt.close(fig)
+
+    def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        if state.is_world_process_zero and self.history:
+            import matplotlib.pyplot as plt
+
+            self.png_path.parent.mkdir(parents=True, exist_ok=True)
+            fig = self.figure()
+            fig.savefig(self.png_path, dpi=120)
+            plt.close(fig)

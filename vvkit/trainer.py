@@ -1,0 +1,352 @@
+"""`VideoGRPOTrainer`: TRL's GRPOTrainer with the video in every forward pass (paper §5; TRL issues #4144, #5373).
+
+TRL 1.16 forwards only image fields to its log-prob passes: a video prompt reaches `generate()`, but the loss is
+computed on bare <|video_pad|> embeddings with 1-D positions, so log-probs equal a no-video forward and the vision
+tower gets no gradient. This subclass decodes each row's video through the FramePolicy (lazy edits included),
+encodes it at the real sampled fps, keeps `pixel_values_videos`, `video_grid_thw` and `second_per_grid_ts` as
+per-sample lists through TRL's shuffle/split of the generation batch, and hands them, with the multimodal token
+types (video = 2, rebuilt from the ids), to generation and to every log-prob pass (policy, old policy, reference).
+On top: Video-R1's T-GRPO temporal contrast, per-task reward logging and a completions log.
+"""
+from __future__ import annotations
+
+import json
+import math
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+from accelerate.utils import gather, gather_object
+from trl import GRPOTrainer
+from trl.trainer.utils import RepeatSampler, pad
+
+from vvkit.io import append_jsonl
+from vvkit.processing import video_metadata
+from vvkit.rewards.parsing import completion_text, parse_completion
+from vvkit.schema import from_record
+from vvkit.video import FramePolicy, read_video
+
+VIDEO_FIELDS = ("pixel_values_videos", "video_grid_thw", "second_per_grid_ts")
+TGRPO_CORRECT = 0.1  # Video-R1 counts an ordered completion as correct when its accuracy reward exceeds 0.1
+
+
+@dataclass
+class EncodedPrompt:
+    """One prompt with its videos encoded: token ids plus that sample's video tensors (kept on CPU until used)."""
+
+    input_ids: list[int]
+    pixel_values_videos: torch.Tensor  # (patches, 3 * temporal_patch * patch * patch)
+    video_grid_thw: torch.Tensor  # (n_videos, 3): temporal, height, width patches
+    second_per_grid_ts: torch.Tensor  # (n_videos,): seconds per temporal patch = temporal_patch / sampled fps
+
+
+def load_clips(record: dict, policy: FramePolicy) -> list[tuple[np.ndarray, float]]:
+    """(frames (T, H, W, 3) uint8, sampled fps) for each video of a dataset record, edits applied lazily."""
+    row = from_record(record, where=f"row {record.get('id')!r}")
+    clip = read_video(row.video, policy, edits=row.edits)
+    return [(clip.frames, float(clip.sampled_fps))]
+
+
+def encode_prompt(processor: Any, messages: list[dict], clips: Sequence[tuple[np.ndarray, float]]) -> EncodedPrompt:
+    """Chat template + processor at each clip's real fps (qwen-vl-utils passes 2 fps by default; vvkit never does)."""
+    text = processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    frames = [f for f, _ in clips]
+    enc = processor(text=[text], videos=frames, video_metadata=video_metadata(frames, [fps for _, fps in clips]),
+                    return_tensors="pt")
+    return EncodedPrompt(input_ids=enc["input_ids"][0].tolist(), pixel_values_videos=enc["pixel_values_videos"],
+                         video_grid_thw=enc["video_grid_thw"].long(),
+                         second_per_grid_ts=torch.as_tensor(enc["second_per_grid_ts"], dtype=torch.float32))
+
+
+class PromptCache:
+    """LRU of decoded clips and encoded prompts per row (id, video, edits), bounded in bytes: rows come back every
+    epoch and TRL repeats each prompt G times, so each video is decoded and encoded once while it stays cached."""
+
+    def __init__(self, processor: Any, policy: FramePolicy, max_bytes: int = 1 << 30):
+        self.processor, self.policy, self.max_bytes = processor, policy, int(max_bytes)
+        self._items: OrderedDict[tuple, tuple[list, EncodedPrompt, int]] = OrderedDict()
+        self.bytes = 0
+
+    def __call__(self, record: dict) -> tuple[list[tuple[np.ndarray, float]], EncodedPrompt]:
+        key = (record["id"], json.dumps(record["video"]), json.dumps(record.get("edits")))
+        if key in self._items:
+            self._items.move_to_end(key)
+            return self._items[key][:2]
+        clips = load_clips(record, self.policy)
+        enc = encode_prompt(self.processor, record["prompt"], clips)
+        size = enc.pixel_values_videos.nbytes + sum(f.nbytes for f, _ in clips)
+        self._items[key] = (clips, enc, size)
+        self.bytes += size
+        while self.bytes > self.max_bytes and len(self._items) > 1:
+            self.bytes -= self._items.popitem(last=False)[1][2]
+        return clips, enc
+
+
+def token_types(input_ids: torch.Tensor, video_token_id: int, image_token_id: int | None) -> torch.Tensor:
+    """Qwen2.5-VL's `mm_token_type_ids` (0 text, 1 image, 2 video), which M-RoPE needs to place vision tokens."""
+    types = (input_ids == video_token_id).long() * 2
+    if image_token_id is not None:
+        types = types + (input_ids == image_token_id).long()
+    return types
+
+
+def video_lists(encoded: Sequence[EncodedPrompt]) -> dict[str, list[torch.Tensor]]:
+    """Per-sample lists of the video fields: TRL's shuffle and split permute and slice lists row by row."""
+    return {k: [getattr(e, k) for e in encoded] for k in VIDEO_FIELDS}
+
+
+def video_inputs(videos: dict[str, list[torch.Tensor]], start: int, end: int, device: Any) -> dict[str, torch.Tensor]:
+    """The model's video kwargs for samples [start, end): per-sample tensors concatenated in row order."""
+    return {k: torch.cat(list(videos[k][start:end])).to(device) for k in VIDEO_FIELDS}
+
+
+def collate_prompts(encoded: Sequence[EncodedPrompt], pad_token_id: int, video_token_id: int,
+                    image_token_id: int | None = None) -> dict[str, torch.Tensor]:
+    """Left-padded generate() inputs for encoded prompts (vvkit's own sampling; the trainer uses TRL's padding)."""
+    ids = pad([torch.tensor(e.input_ids) for e in encoded], padding_value=pad_token_id, padding_side="left")
+    mask = pad([torch.ones(len(e.input_ids), dtype=torch.long) for e in encoded], padding_value=0, padding_side="left")
+    out = {"input_ids": ids, "attention_mask": mask,
+           "mm_token_type_ids": token_types(ids, video_token_id, image_token_id) * mask}
+    out.update(video_inputs(video_lists(encoded), 0, len(encoded), "cpu"))
+    return out
+
+
+def temporal_reward(completions: list, **kwargs: Any) -> list[float | None]:
+    """T-GRPO bonus column (Video-R1): a placeholder that VideoGRPOTrainer fills after scoring both groups."""
+    return [None] * len(completions)
+
+
+def _noop(*args: Any, **kwargs: Any) -> None:
+    return None
+
+
+class EpochRepeatSampler(RepeatSampler):
+    """TRL's RepeatSampler with a shuffle that depends on (seed, epoch) only: TRL's draws from a generator whose
+    state is not checkpointed, so a resumed run would see other prompts than an uninterrupted one."""
+
+    def set_epoch(self, epoch: int) -> None:
+        if self.shuffle:
+            self.generator.manual_seed((self.seed or 0) + int(epoch))
+
+
+class VideoGRPOTrainer(GRPOTrainer):
+    """GRPOTrainer whose rows carry a video (schema columns `video`, `edits`) and whose loss sees it.
+
+    All G completions of a prompt come from one batched generate (TRL repeats each prompt G times in the generation
+    batch); rows of mixed task types share a batch and each reward returns None where it does not apply.
+    """
+
+    def __init__(self, *args: Any, frame_policy: FramePolicy | None = None, **kwargs: Any):
+        cfg = kwargs.get("args")
+        if cfg is not None and cfg.use_vllm:
+            raise ValueError("use_vllm=True: TRL 1.16's vLLM backend forwards only images, so video prompts would be "
+                             "sampled without their video. Set use_vllm: false (HF generate) for video rows.")
+        super().__init__(*args, **kwargs)
+        self.frame_policy = frame_policy or FramePolicy.from_dict(getattr(self.args, "frames", None) or {})
+        tok = self._tokenizer
+        if self._video_pad_token_id is None:
+            raise ValueError("the processor's tokenizer has no <|video_pad|> token: not a Qwen2.5-VL processor")
+        # Vision placeholders must only come from the processor: a sampled one desynchronises tokens and features.
+        never = [tok.convert_tokens_to_ids(t) for t in ("<|video_pad|>", "<|image_pad|>", "<|vision_start|>",
+                                                         "<|vision_end|>")]
+        suppress = sorted({*(self.generation_kwargs.get("suppress_tokens") or []),
+                           *(i for i in never if i is not None and i != tok.unk_token_id)})
+        self.generation_kwargs["suppress_tokens"] = suppress
+        self.generation_config.suppress_tokens = suppress
+        # T-GRPO: one more reward column, filled in _calculate_rewards (as TRL adds environment rewards).
+        self.tgrpo = bool(getattr(self.args, "tgrpo", False))
+        if self.tgrpo:
+            names = list(self.reward_func_names)
+            want = getattr(self.args, "tgrpo_reward", None) or names[0]
+            if want not in names:
+                raise ValueError(f"tgrpo_reward={want!r} is not one of the reward functions {names}")
+            self._tgrpo_index = names.index(want)
+            self.reward_funcs.append(temporal_reward)
+            self.reward_func_names.append("temporal_reward")
+            self.reward_processing_classes.append(None)
+            self.reward_weights = torch.cat([self.reward_weights, torch.ones(1)])
+        self._prompt_cache = PromptCache(self.processing_class, self.frame_policy)
+        self._video_batch: dict[str, list[torch.Tensor]] | None = None  # aligned with the rows being scored
+        self._encoded: list[EncodedPrompt] | None = None
+        self._clips: list[list[tuple[np.ndarray, float]]] | None = None
+
+    def _get_train_sampler(self, dataset: Any = None) -> EpochRepeatSampler:
+        base = super()._get_train_sampler(dataset)
+        return EpochRepeatSampler(data_source=base.data_source, mini_repeat_count=base.mini_repeat_count,
+                                  batch_size=base.batch_size, repeat_count=base.repeat_count, shuffle=base.shuffle,
+                                  seed=base.seed)
+
+    def _load_from_checkpoint(self, resume_from_checkpoint: str, model: Any = None) -> None:
+        """Resume the weights through `from_pretrained`: transformers 5.24 saves Qwen2.5-VL under its checkpoint key
+        names and Trainer reloads them with `load_state_dict(strict=False)`, which silently loads nothing."""
+        from peft import PeftModel
+
+        model = model if model is not None else self.model
+        folder = Path(resume_from_checkpoint)
+        full = (folder / "model.safetensors").exists() or (folder / "model.safetensors.index.json").exists()
+        if self.is_fsdp_enabled or self.is_deepspeed_enabled or isinstance(model, PeftModel) or not full:
+            return super()._load_from_checkpoint(resume_from_checkpoint, model)
+        dtype = next(model.parameters()).dtype
+        loaded = type(model).from_pretrained(str(folder), dtype=dtype, local_files_only=True)
+        model.load_state_dict(loaded.state_dict(), strict=True)  # a key mismatch is an error, not a warning
+
+    # ---- video plumbing -----------------------------------------------------------------------------------------
+    def _encode_rows(self, inputs: list[dict]) -> tuple[list, list[EncodedPrompt]]:
+        """Each row's clips and encoded prompt (decoded once per row while cached; the G copies share them)."""
+        pairs = [self._prompt_cache(x) for x in inputs]
+        return [c for c, _ in pairs], [e for _, e in pairs]
+
+    def _generate_and_score_completions(self, inputs: list[dict]) -> dict[str, Any]:
+        if "video" not in inputs[0]:
+            return super()._generate_and_score_completions(inputs)
+        self._clips, self._encoded = self._encode_rows(inputs)
+        self._video_batch = video_lists(self._encoded)
+        try:
+            output = super()._generate_and_score_completions(inputs)
+        finally:
+            encoded, self._video_batch, self._encoded, self._clips = self._encoded, None, None, None
+        output.update(video_lists(encoded))  # per-sample lists: TRL's shuffle_sequence_dict / split_tensor_dict keep them aligned
+        return output
+
+    def _tokenize_prompts(self, prompts: list) -> tuple[list[list[int]], None, dict[str, Any]]:
+        if self._encoded is None:
+            return super()._tokenize_prompts(prompts)
+        return self._generation_fields(self._encoded)
+
+    def _generation_fields(self, encoded: Sequence[EncodedPrompt]) -> tuple[list[list[int]], None, dict[str, Any]]:
+        """(prompt ids, images=None, multimodal fields) in the shape TRL's `_generate_single_turn` expects."""
+        fields: dict[str, Any] = video_inputs(video_lists(encoded), 0, len(encoded), "cpu")
+        fields["mm_token_type_ids"] = [  # a per-token field: TRL left-pads it with the ids
+            token_types(torch.tensor(e.input_ids), self._video_pad_token_id, self._image_pad_token_id).tolist()
+            for e in encoded]
+        return [e.input_ids for e in encoded], None, fields
+
+    def _compute_loss(self, model: Any, inputs: dict[str, Any]) -> torch.Tensor:
+        if "video_grid_thw" not in inputs:
+            return super()._compute_loss(model, inputs)
+        self._video_batch = {k: inputs[k] for k in VIDEO_FIELDS}
+        try:
+            return super()._compute_loss(model, inputs)
+        finally:
+            self._video_batch = None
+
+    def _get_per_token_logps_and_entropies(self, model: Any, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                                           logits_to_keep: int, batch_size: int | None = None,
+                                           compute_entropy: bool = False, compute_aux_loss: bool = False,
+                                           **image_kwargs: Any) -> tuple[torch.Tensor, Any, Any]:
+        """TRL's chunked log-prob pass, with each chunk's videos, timings and token types (TRL passes images only)."""
+        videos = self._video_batch
+        if videos is None:
+            return super()._get_per_token_logps_and_entropies(
+                model, input_ids, attention_mask, logits_to_keep, batch_size=batch_size,
+                compute_entropy=compute_entropy, compute_aux_loss=compute_aux_loss, **image_kwargs)
+        n = input_ids.size(0)
+        if len(videos["video_grid_thw"]) != n:
+            raise RuntimeError(f"{len(videos['video_grid_thw'])} video entries for {n} sequences: batch misaligned")
+        batch_size = batch_size or n
+        logps, entropies, aux = [], [], []
+        for start in range(0, n, batch_size):
+            end = min(start + batch_size, n)
+            ids, mask = input_ids[start:end], attention_mask[start:end]
+            model_inputs = {"input_ids": ids, "attention_mask": mask,
+                            "mm_token_type_ids": token_types(ids, self._video_pad_token_id, self._image_pad_token_id),
+                            **video_inputs(videos, start, end, ids.device)}
+            if compute_aux_loss:
+                model_inputs["output_router_logits"] = True
+            labels = ids.masked_fill(mask == 0, -100)  # only completion tokens are scored
+            labels[:, :-logits_to_keep] = -100
+            with self.accelerator.autocast():
+                out = model(**model_inputs, labels=labels, fused_lm_head=True)
+            logps.append(out.log_probs[:, -logits_to_keep:])
+            if compute_entropy:
+                entropies.append(out.entropy[:, -logits_to_keep:])
+            if compute_aux_loss:
+                aux.append(out.aux_loss)
+        return (torch.cat(logps), torch.cat(entropies) if compute_entropy else None,
+                torch.stack(aux).mean() if compute_aux_loss else None)
+
+    # ---- rewards: T-GRPO, per-task metrics, completions log ------------------------------------------------------
+    def _calculate_rewards(self, inputs: list[dict], prompts: list, completions: list,
+                           completion_ids_list: list) -> torch.Tensor:
+        rewards_per_func = super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)  # (N_all, F)
+        mode = "train" if self.model.training else "eval"
+        if self.tgrpo and self._clips is not None:
+            rewards_per_func = self._temporal_bonus(inputs, prompts, rewards_per_func, mode)
+        self._log_by_task(inputs, completions, rewards_per_func, mode)
+        return rewards_per_func
+
+    def _temporal_bonus(self, inputs: list[dict], prompts: list, rewards_per_func: torch.Tensor,
+                        mode: str) -> torch.Tensor:
+        """Video-R1 T-GRPO: sample G/2 completions per prompt on frame-shuffled clips; when the ordered group's mean
+        accuracy >= tgrpo_ratio x the shuffled group's, add tgrpo_alpha to each correct ordered completion."""
+        device, G = rewards_per_func.device, self.num_generations
+        picks = list(range(0, len(inputs), 2))  # every other row: G/2 shuffled samples per prompt, as Video-R1
+        encoded = []
+        for i in picks:
+            rng = np.random.default_rng([int(self.args.seed), int(self.state.global_step), i])
+            shuffled = []
+            for frames, fps in self._clips[i]:
+                perm = rng.permutation(len(frames))
+                if len(frames) > 1 and np.array_equal(perm, np.arange(len(frames))):
+                    perm = np.roll(perm, 1)
+                shuffled.append((frames[perm], fps))
+            encoded.append(encode_prompt(self.processing_class, inputs[i]["prompt"], shuffled))
+        prompt_ids, _, fields = self._generation_fields(encoded)
+        completion_ids, _ = self._generate_single_turn(prompt_ids, None, fields, G)
+        texts = self.processing_class.batch_decode(completion_ids, skip_special_tokens=True)
+        sub = [[{"role": "assistant", "content": t}] for t in texts] if isinstance(prompts[0], list) else texts
+        columns = {k: [inputs[i][k] for i in picks] for k in inputs[0] if k not in ("prompt", "completion")}
+        scores = self.reward_funcs[self._tgrpo_index](
+            prompts=[prompts[i] for i in picks], completions=sub, completion_ids=completion_ids, **columns,
+            trainer_state=self.state, log_extra=_noop, log_metric=_noop)
+        shuffled_acc = torch.full((len(inputs),), math.nan, device=device)
+        shuffled_acc[picks] = torch.tensor([math.nan if s is None else float(s) for s in scores], device=device)
+        shuffled_acc = gather(shuffled_acc).view(-1, G)  # (prompts, G), NaN where not sampled
+        ordered = rewards_per_func[:, self._tgrpo_index].view(-1, G)
+        p_ord, p_shuf = torch.nanmean(ordered, 1), torch.nanmean(shuffled_acc, 1)
+        qualifies = (p_ord >= self.args.tgrpo_ratio * p_shuf).repeat_interleave(G)  # NaN compares False
+        bonus = self.args.tgrpo_alpha * (qualifies & (rewards_per_func[:, self._tgrpo_index] > TGRPO_CORRECT)).float()
+        scorable = ~torch.isnan(rewards_per_func[:, :-1]).all(dim=1)
+        rewards_per_func[:, -1] = torch.where(scorable, bonus, torch.full_like(bonus, math.nan))
+        m = self._metrics[mode]
+        m["tgrpo/ordered_acc"].append(torch.nanmean(p_ord).item())
+        m["tgrpo/shuffled_acc"].append(torch.nanmean(p_shuf).item())
+        m["tgrpo/bonus_rate"].append((bonus > 0).float().mean().item())
+        return rewards_per_func
+
+    def _log_by_task(self, inputs: list[dict], completions: list, rewards_per_func: torch.Tensor, mode: str) -> None:
+        """Reward, each reward component and the format rate per task type; sampled completions to JSONL."""
+        device = rewards_per_func.device
+        texts = [completion_text(c) for c in completions]
+        well = torch.tensor([parse_completion(t).well_formed for t in texts], dtype=torch.float32, device=device)
+        well = gather(well)
+        types = gather_object([x.get("problem_type", "all") for x in inputs])
+        weights = self.reward_weights.to(device)
+        unscorable = torch.isnan(rewards_per_func).all(dim=1)
+        total = (rewards_per_func * weights).nansum(dim=1).masked_fill(unscorable, math.nan)
+        m = self._metrics[mode]
+        m["format_rate"].append(well.mean().item())
+        for task in sorted(set(types)):
+            idx = torch.tensor([i for i, t in enumerate(types) if t == task], device=device)
+            m[f"format_rate/{task}"].append(well[idx].mean().item())
+            for key, values in [(f"reward/{task}", total[idx])] + [
+                    (f"rewards/{name}/{task}", rewards_per_func[idx, j]) for j, name in enumerate(self.reward_func_names)]:
+                if not torch.isnan(values).all():  # a reward that never applies to this task logs nothing for it
+                    m[key].append(torch.nanmean(values).item())
+        keep = int(getattr(self.args, "save_completions", 0) or 0)
+        if keep and self.accelerator.is_main_process:  # rank 0's rows are the first len(inputs) gathered rows
+            path = Path(self.args.output_dir) / "completions.jsonl"
+            for i in range(min(keep, len(inputs))):
+                rec = {"step": self.state.global_step + (mode == "train"), "mode": mode, "id": inputs[i].get("id"),
+                       "problem_type": inputs[i].get("problem_type"), "solution": inputs[i].get("solution"),
+                       "completion": texts[i], "reward": _num(total[i]),
+                       "rewards": {n: _num(rewards_per_func[i, j]) for j, n in enumerate(self.reward_func_names)}}
+                append_jsonl(path, rec)
+
+
+def _num(x: torch.Tensor) -> float | None:
+    v = float(x)
+    return None if math.isnan(v) else v
