@@ -1,0 +1,172 @@
+"""One registry from reward names (as written in params YAML) to TRL reward callables (STYLE habit 2; open-r1
+`get_reward_funcs`, TRL `trl/scripts/grpo.py`).
+
+Each callable is a `RewardFn`: a small class holding a module-level function and its settings, with `__name__` set
+to the registry name, so it pickles into rollout workers and TRL logs it as `rewards/<name>/mean` (TRL unwraps a
+`functools.partial` to the inner function's name, which would log `accuracy_reward` instead of `accuracy`).
+"""
+from __future__ import annotations
+
+import dataclasses
+import importlib
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from vvkit.rewards import rule, tasks
+from vvkit.rewards.judges import JudgeSpec, resolve_judge
+
+# Every setting a reward or judge takes, with its default: the `reward_design` params keys and RewardConfig fields.
+DEFAULT_SETTINGS: dict[str, Any] = {
+    "gate": "multiply",  # accuracy: format x task (paper §4) | "add" (Video-R1: format + task) | "none"
+    "strict_format": True,  # full-match format check; False = the authors' start-anchored regex
+    "open_ended_metric": "rouge_mean",  # rouge_mean (Video-R1) | rouge_l | embedding | judge
+    "caption_alpha": 0.5,  # caption = recall + alpha x precision + keywords (paper §4)
+    "caption_keywords": True,  # add the keyword term to the caption reward (paper §4)
+    "rouge_variant": "mean",  # the `rouge` reward: mean | rouge1 | rouge2 | rougeL
+    "length_min": 320, "length_max": 512, "length_bonus": 0.2, "length_min_correct": 2,  # Video-R1 length control
+    "repetition_ngram": 3, "repetition_max_penalty": -1.0,  # open-r1 repetition penalty
+    "judge": "offline",  # offline (embeddings) | http (OpenAI-compatible endpoint) | a judge object
+    "judge_base_url": None, "judge_model": None, "judge_api_key_env": None, "judge_cache": None,
+    "judge_timeout_s": 60.0, "judge_max_retries": 3, "judge_concurrency": 8, "judge_on_error": "raise",
+    "judge_dark_full": 0.6, "judge_dark_partial": 0.4, "judge_mixvid_threshold": 0.5, "judge_entail_threshold": 0.5,
+    "judge_lexicon": True,
+}
+_HTTP_KEYS = {"judge_base_url": "base_url", "judge_model": "model", "judge_api_key_env": "api_key_env",
+              "judge_cache": "cache_path", "judge_timeout_s": "timeout_s", "judge_max_retries": "max_retries",
+              "judge_concurrency": "concurrency", "judge_on_error": "on_error"}
+_OFFLINE_KEYS = {"judge_dark_full": "dark_full", "judge_dark_partial": "dark_partial",
+                 "judge_mixvid_threshold": "mixvid_threshold", "judge_entail_threshold": "entail_threshold",
+                 "judge_lexicon": "lexicon"}
+JUDGE = object()  # marker: this argument receives the judge
+
+# name -> (function, {its argument: the setting that fills it})
+REWARDS: dict[str, tuple[Callable, dict[str, Any]]] = {
+    "format": (rule.format_reward, {"strict": "strict_format"}),
+    "accuracy": (tasks.accuracy_reward, {"gate_mode": "gate", "judge": JUDGE, "strict": "strict_format",
+                                         "open_ended_metric": "open_ended_metric", "caption_alpha": "caption_alpha",
+                                         "keywords": "caption_keywords"}),
+    "mcq": (rule.mcq_reward, {"strict": "strict_format"}),
+    "dark_event": (tasks.dark_event_reward, {"judge": JUDGE, "strict": "strict_format"}),
+    "mixvid": (tasks.mixvid_reward, {"judge": JUDGE, "strict": "strict_format"}),
+    "open_ended": (tasks.open_ended_reward, {"metric": "open_ended_metric", "judge": JUDGE, "strict": "strict_format"}),
+    "caption": (tasks.caption_reward, {"judge": JUDGE, "strict": "strict_format", "caption_alpha": "caption_alpha",
+                                       "keywords": "caption_keywords"}),
+    "keywords": (rule.keywords_reward, {"strict": "strict_format"}),
+    "rouge": (rule.rouge_reward, {"variant": "rouge_variant", "strict": "strict_format"}),
+    "length": (tasks.length_reward, {"l_min": "length_min", "l_max": "length_max", "bonus": "length_bonus",
+                                     "min_correct": "length_min_correct", "judge": JUDGE, "strict": "strict_format"}),
+    "repetition": (rule.repetition_reward, {"ngram": "repetition_ngram", "max_penalty": "repetition_max_penalty"}),
+}
+
+
+class RewardFn:
+    """A named, picklable reward: `fn(completions, **columns, **settings)`, logging per-task means and judge errors
+    through TRL's `log_metric` when given; `errors` counts judge failures over its lifetime."""
+
+    def __init__(self, name: str, fn: Callable, **settings: Any) -> None:
+        self.__name__ = name
+        self.fn, self.settings = fn, settings
+        self.errors: dict[str, int] = {}
+
+    def __repr__(self) -> str:
+        return f"RewardFn({self.__name__!r}, {self.fn.__name__})"
+
+    def __call__(self, completions: Sequence[Any], **columns: Any) -> list[float | None]:
+        log_metric = columns.pop("log_metric", None)
+        values = self.fn(completions, **{**columns, **self.settings})
+        failed = _pop_errors(self.settings["judge"]) if "judge" in self.settings else {}
+        for kind, n in failed.items():
+            self.errors[kind] = self.errors.get(kind, 0) + n
+        if log_metric is not None:
+            for kind, n in failed.items():
+                log_metric(f"{self.__name__}/judge_{kind}", float(n))
+            for task, mean in per_task_means(values, columns.get("problem_type")).items():
+                log_metric(f"{self.__name__}/{task}", mean)
+        return values
+
+
+def _pop_errors(judge: Any) -> dict[str, int]:
+    pop = getattr(resolve_judge(judge), "pop_errors", None)
+    return pop() if callable(pop) else {}
+
+
+def per_task_means(values: Sequence[float | None], types: Sequence[str] | None) -> dict[str, float]:
+    """Mean reward per task type over the items it applies to (peers §11: log every reward per task)."""
+    if types is None:
+        return {}
+    sums: dict[str, list[float]] = {}
+    for v, t in zip(values, types):
+        if v is not None:
+            sums.setdefault(t, []).append(v)
+    return {t: sum(v) / len(v) for t, v in sums.items()}
+
+
+def check_settings(settings: dict[str, Any]) -> dict[str, Any]:
+    """Defaults filled in; an unknown key is an error naming it and the valid keys."""
+    unknown = sorted(set(settings) - set(DEFAULT_SETTINGS))
+    if unknown:
+        raise KeyError(f"unknown reward setting(s) {unknown}; valid: {sorted(DEFAULT_SETTINGS)}")
+    merged = {**DEFAULT_SETTINGS, **settings}
+    if merged["gate"] not in tasks.GATES:
+        raise ValueError(f"gate {merged['gate']!r} unknown; choose one of {tasks.GATES}")
+    if merged["open_ended_metric"] not in tasks.OPEN_ENDED_METRICS:
+        raise ValueError(f"open_ended_metric {merged['open_ended_metric']!r}; choose one of {tasks.OPEN_ENDED_METRICS}")
+    return merged
+
+
+def judge_spec(**settings: Any) -> Any:
+    """The judge the settings name: a JudgeSpec (offline or http) or the judge object passed as `judge`."""
+    s = check_settings(settings)
+    kind = s["judge"]
+    if not isinstance(kind, str):
+        return resolve_judge(kind)  # an object: checked, used as is
+    if kind == "offline":
+        return JudgeSpec.make("offline", **{v: s[k] for k, v in _OFFLINE_KEYS.items()})
+    if kind == "http":
+        if not s["judge_base_url"] or not s["judge_model"]:
+            raise ValueError("judge='http' needs judge_base_url (e.g. http://localhost:8000/v1) and judge_model")
+        return JudgeSpec.make("http", **{v: s[k] for k, v in _HTTP_KEYS.items()})
+    raise ValueError(f"judge {kind!r} unknown; choose 'offline' or 'http'")
+
+
+def get_judge(**settings: Any) -> Any:
+    """The judge object for these settings (shared per process), for notebooks and evaluation."""
+    return resolve_judge(judge_spec(**settings))
+
+
+def get_reward_funcs(names: Sequence[str], **settings: Any) -> list[RewardFn]:
+    """Reward callables for `names` (keys of REWARDS, or "package.module:function" for your own), in order.
+
+    >>> [f.__name__ for f in get_reward_funcs(["format", "accuracy"], gate="add")]
+    ['format', 'accuracy']
+    """
+    s = check_settings(settings)
+    spec = None
+    out = []
+    for name in names:
+        if name in REWARDS:
+            fn, args = REWARDS[name]
+            kwargs = {}
+            for arg, key in args.items():
+                if key is JUDGE:
+                    spec = spec if spec is not None else judge_spec(**settings)
+                    kwargs[arg] = spec
+                else:
+                    kwargs[arg] = s[key]
+            out.append(RewardFn(name, fn, **kwargs))
+        elif ":" in name:
+            mod, _, attr = name.partition(":")
+            out.append(RewardFn(attr, getattr(importlib.import_module(mod), attr)))
+        else:
+            raise KeyError(f"unknown reward {name!r}; known: {sorted(REWARDS)} (or 'package.module:function')")
+    return out
+
+
+def reward_settings(cfg: Any) -> dict[str, Any]:
+    """The reward settings carried by a config dataclass (e.g. RewardConfig), ready for get_reward_funcs; the judge
+    cache defaults to <run_dir>/rewards/judge_cache.sqlite."""
+    d = dataclasses.asdict(cfg) if dataclasses.is_dataclass(cfg) else dict(cfg)
+    out = {k: v for k, v in d.items() if k in DEFAULT_SETTINGS}
+    if out.get("judge_cache") is None and d.get("run_dir"):  # judge replies live with the run
+        out["judge_cache"] = str(Path(d["run_dir"]) / "rewards" / "judge_cache.sqlite")
+    return out
