@@ -67,8 +67,9 @@ def video_prompt(device: str, frames: int = FRAMES, side: int = SIDE, seed: int 
     g = torch.Generator().manual_seed(seed)
     t, hw = frames // 2, side // 14
     n_video = t * (hw // 2) * (hw // 2)
-    ids = torch.cat([torch.randint(0, 150000, (TEXT_BEFORE,), generator=g), torch.tensor([IDS["vision_start_token_id"]]),
-                     torch.full((n_video,), IDS["video_token_id"]), torch.tensor([IDS["vision_end_token_id"]]),
+    ids = torch.cat([torch.randint(0, 150000, (TEXT_BEFORE,), generator=g),
+                     torch.tensor([IDS["vision_start_token_id"]]), torch.full((n_video,), IDS["video_token_id"]),
+                     torch.tensor([IDS["vision_end_token_id"]]),
                      torch.randint(0, 150000, (TEXT_AFTER,), generator=g)])[None]
     types = (ids == IDS["video_token_id"]).long() * 2
     pixels = torch.randn(t * hw * hw, 3 * 2 * 14 * 14, generator=g)

@@ -43,7 +43,8 @@ def make_row(cache: Path) -> Row:
         for t in range(32):
             frames[t, 40:60, 10 + 2 * t:30 + 2 * t] = (230, 40, 40)
         write_video(frames, path, fps=4)
-    return Row("bench", str(path), "What colour is the shape?", "A", "mcq", ["A. red", "B. blue", "C. green", "D. white"])
+    options = ["A. red", "B. blue", "C. green", "D. white"]
+    return Row("bench", str(path), "What colour is the shape?", "A", "mcq", options)
 
 
 def main() -> None:

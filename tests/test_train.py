@@ -299,7 +299,9 @@ def test_warm_start_learns_the_format_and_saves_a_loadable_policy(world):
     cfg = make_cfg(world, "sft", sft_steps=30, sft_lr=5e-3, sft_batch_size=4,
                    train_data=str(world["root"] / "data" / "train.jsonl"))
     path = warm_start(cfg)
-    log = [json.loads(x) for x in (Path(cfg.run_dir) / "train" / "warm_start" / "metrics.jsonl").read_text().split("\n") if x]
+    from vvkit.callbacks import read_log
+
+    log = read_log(Path(cfg.run_dir) / "train" / "warm_start" / "metrics.jsonl")
     losses = [r["loss"] for r in log if "loss" in r]
     assert losses[-1] < losses[0] / 3
     model, processor = load_policy(path)
@@ -372,6 +374,25 @@ def test_train_config_from_params_is_strict(world, tmp_path):
         TrainConfig(run_dir=str(tmp_path), reward_funcs=["accuracy"], reward_weights=[1.0, 0.5])
 
 
+def test_sft_target_answers_with_the_letter_or_with_the_option_words(tmp_path):
+    from vvkit.rewards import score_completion
+    from vvkit.train import sft_target
+
+    row = Row("m", "v.mp4", "What colour is the shape?", "B", "mcq", ["A. red", "B. blue", "C. green"],
+              meta={"answer_text": "blue"})
+    assert sft_target(row) == "<think>The answer is blue.</think><answer>B</answer>"
+    words = sft_target(row, "text")
+    assert words == "<think>The answer is blue.</think><answer>blue</answer>"
+    assert score_completion(words, row.to_dict())["correct"]  # the parser maps the words to option B
+    assert sft_target(Row(**{**row.to_dict(), "meta": {}}), "text").endswith("<answer>blue</answer>")  # from options
+    open_row = Row("o", "v.mp4", "What colour is the shape?", "blue", "open_ended")
+    assert sft_target(open_row, "text") == sft_target(open_row)  # only multiple choice has option words
+    with pytest.raises(ValueError, match="sft_answer"):
+        sft_target(row, "word")
+    with pytest.raises(ConfigError, match="sft_answer"):
+        TrainConfig(run_dir=str(tmp_path), sft_answer="word")
+
+
 @pytest.mark.parametrize("loss_type", ["grpo", "dr_grpo", "bnpo"])
 def test_trl_loss_variants_train_on_video(world, loss_type):
     trainer = make_trainer(world, make_cfg(world, f"loss_{loss_type}", loss_type=loss_type, max_steps=1))
@@ -441,8 +462,10 @@ def test_policy_eval_hook_logs_and_a_fresh_run_replaces_old_logs(world):
         calls.append(model.training)
         return {"accuracy": 0.5}
 
-    cfg = _stage_cfg(world, "evalhook", max_steps=2, save_strategy="no")
+    cfg = _stage_cfg(world, "evalhook", max_steps=2, save_strategy="no", report_to="tensorboard")
     train(cfg)
+    assert cfg.report_to == ["tensorboard"]  # the caller's config is left as it was
+    assert list((Path(cfg.output_dir) / "tensorboard").glob("events.out.tfevents.*"))
     train(cfg, eval_fn=fake_eval, eval_every=1)  # same folder, not resumed: the first run's log is replaced
     log = read_log(Path(cfg.output_dir) / "metrics.jsonl")
     assert [r["step"] for r in log if "reward" in r] == [1, 2]

@@ -321,6 +321,9 @@ def _define_train_config() -> type:
         sft_steps: int = _f(0, "SFT warm-start steps on template reasoning before RL; 0 = start RL directly.")
         sft_lr: float = _f(1e-3, "SFT warm-start learning rate (1e-3 suits the tiny policy; far lower for 7B).")
         sft_batch_size: int = _f(8, "SFT warm-start rows per step.")
+        sft_answer: str = _f("letter", "Warm-start answer to multiple choice: 'letter' (B) or 'text' (the option's "
+                                       "words, e.g. red, which the parser maps to the letter, so RL need not learn "
+                                       "the word-to-letter lookup).")
         # ---- logging ----
         save_completions: int = _f(8, "Completions per step written to <output_dir>/completions.jsonl (0 = none).")
 
@@ -346,6 +349,8 @@ def _define_train_config() -> type:
                 raise ConfigError(f"grpo_training.gate = {self.gate!r}; use 'multiply', 'add' or 'none'")
             if "gate" in self.reward_settings:
                 raise ConfigError("grpo_training.reward_settings sets 'gate'; set grpo_training.gate instead")
+            if self.sft_answer not in ("letter", "text"):  # vvkit.train.SFT_ANSWERS
+                raise ConfigError(f"grpo_training.sft_answer = {self.sft_answer!r}; use 'letter' or 'text'")
             if self.difficulty_filter_k < 0 or self.sft_steps < 0:
                 raise ConfigError("grpo_training: difficulty_filter_k and sft_steps must be >= 0 (0 = off)")
             if self.lora is not None and not isinstance(self.lora, dict):

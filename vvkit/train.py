@@ -10,6 +10,7 @@ refused with a message (HF `generate` batches all G completions of a prompt in o
 from __future__ import annotations
 
 import argparse
+import copy
 import dataclasses
 import json
 import os
@@ -35,7 +36,7 @@ from vvkit.video import FramePolicy
 POLICY_FILES = ("preprocessor_config.json", "video_preprocessor_config.json", "chat_template.jinja")
 
 
-# ---- config -------------------------------------------------------------------------------------------------------
+# ---- config --------------------------------------------------------------------------------------------------------
 def load_train_config(path: str | Path, run_dir: str | None = None, overrides: dict | None = None) -> TrainConfig:
     """TrainConfig from a params file: its `grpo_training` section plus the shared keys (run.seed, run.policy,
     frames); `overrides` (e.g. from `--set key=value`) win. Unknown keys are errors naming the key."""
@@ -47,9 +48,9 @@ def load_train_config(path: str | Path, run_dir: str | None = None, overrides: d
     return from_dict(TrainConfig, {**shared, **section}, where=f"{path}: section 'grpo_training'")
 
 
-# The grpo_training keys the presets and notebook 03's parameters cell carry (any other TrainConfig field is settable too).
+# The grpo_training keys of the presets and of notebook 03's parameters cell (every TrainConfig field is settable).
 NOTEBOOK_KEYS = (
-    "sft_steps", "sft_lr", "sft_batch_size",  # warm start
+    "sft_steps", "sft_lr", "sft_batch_size", "sft_answer",  # warm start
     "train_data", "eval_data", "max_train_rows", "difficulty_filter_k", "difficulty_filter_temperature",  # data
     "reward_funcs", "reward_weights", "gate", "reward_settings",  # rewards
     "learning_rate", "lr_scheduler_type", "warmup_steps", "beta", "loss_type", "scale_rewards", "num_generations",
@@ -67,7 +68,7 @@ def config_from_namespace(namespace: dict, where: str = "notebook 03 parameters"
                      where=where)
 
 
-# ---- data ---------------------------------------------------------------------------------------------------------
+# ---- data ----------------------------------------------------------------------------------------------------------
 def resolve_policy(cfg: TrainConfig) -> Path:
     """The starting policy folder: `cfg.policy`, or the tiny offline policy built once at <run_dir>/policy/tiny."""
     if cfg.policy:
@@ -93,13 +94,22 @@ def grpo_dataset(rows: Sequence[Row]) -> Any:
     return to_dataset(list(rows)).add_column("prompt", [row_to_messages(r) for r in rows])
 
 
-def sft_target(row: Row) -> str:
+SFT_ANSWERS = ("letter", "text")
+
+
+def sft_target(row: Row, answer: str = "letter") -> str:
     """Template reasoning for the warm start, e.g. '<think>The answer is red square.</think><answer>B</answer>';
-    `row.meta['reasoning']` overrides the think text (the calibration's '<think>the shape is blue</think>...')."""
+    `row.meta['reasoning']` overrides the think text. `answer="text"` answers multiple choice with the option's words
+    ('<answer>red square</answer>'), which `extract_choice` maps back to the letter: the learning calibration found
+    the word-to-letter lookup, not perception, was what a tiny policy could not learn in a CPU budget."""
+    if answer not in SFT_ANSWERS:
+        raise ValueError(f"sft_answer={answer!r}; use one of {list(SFT_ANSWERS)}")
     if row.problem_type == "mcq":
         letters = [option_letter(o) for o in row.options or []]
         content = row.meta.get("answer_text") or option_text(row.options[letters.index(row.solution)])
         think = f"The answer is {content}."
+        if answer == "text":
+            return f"<think>{row.meta.get('reasoning', think)}</think><answer>{content}</answer>"
     elif row.problem_type in ("caption", "dark_event"):
         think = "I follow the events in order."
     else:
@@ -116,9 +126,9 @@ def sample_completions(model: Any, processor: Any, rows: Sequence[Row], frames: 
     generate calls of one, as VersaVid-R1's trainer does). temperature 0 = greedy; extra kwargs go to generate()."""
     policy = frames if isinstance(frames, FramePolicy) else FramePolicy.from_dict(frames or {})
     tok, cfg = processor.tokenizer, model.config
+    sampling = {"temperature": temperature} if temperature > 0 else {}
     gen = dict(max_new_tokens=max_new_tokens, do_sample=temperature > 0, pad_token_id=tok.pad_token_id,
-               eos_token_id=tok.eos_token_id, top_k=0, top_p=1.0, **({"temperature": temperature} if temperature > 0 else {}),
-               **generate_kwargs)
+               eos_token_id=tok.eos_token_id, top_k=0, top_p=1.0, **sampling, **generate_kwargs)
     out: list[list[str]] = []
     for start in range(0, len(rows), prompts_per_call):
         chunk = rows[start:start + prompts_per_call]
@@ -179,13 +189,13 @@ def reward_eval(rows: Sequence[Row], frames: dict | None, judge: Any = None, max
     return evaluate
 
 
-# ---- warm start ---------------------------------------------------------------------------------------------------
+# ---- warm start ----------------------------------------------------------------------------------------------------
 class VideoSFTCollator:
     """Rows -> SFT batches: prompt (with its video at the real fps) + template target + <|im_end|>; loss on the
     target only. SFTTrainer's own VLM collator reads `image`/`images` columns only, hence this one."""
 
-    def __init__(self, processor: Any, policy: FramePolicy):
-        self.processor, self.cache = processor, PromptCache(processor, policy)
+    def __init__(self, processor: Any, policy: FramePolicy, answer: str = "letter"):
+        self.processor, self.cache, self.answer = processor, PromptCache(processor, policy), answer
 
     def __call__(self, records: list[dict]) -> dict[str, torch.Tensor]:
         from vvkit.schema import from_record
@@ -194,7 +204,8 @@ class VideoSFTCollator:
         ids, labels, videos = [], [], []
         for rec in records:
             enc = self.cache(rec)[1]
-            target = tok(sft_target(from_record(rec)), add_special_tokens=False)["input_ids"] + [tok.eos_token_id]
+            text = sft_target(from_record(rec), self.answer)
+            target = tok(text, add_special_tokens=False)["input_ids"] + [tok.eos_token_id]
             ids.append(torch.tensor(enc.input_ids + target))
             labels.append(torch.tensor([-100] * len(enc.input_ids) + target))
             videos.append(enc)
@@ -236,6 +247,7 @@ def warm_start(cfg: TrainConfig, callbacks: list | None = None) -> Path:
     out = Path(cfg.run_dir) / "train" / "warm_start"
     final, marker = out / "policy", out / "policy" / "warm_start.json"
     settings = {"sft_steps": cfg.sft_steps, "sft_lr": cfg.sft_lr, "sft_batch_size": cfg.sft_batch_size,
+                "sft_answer": cfg.sft_answer,
                 "seed": cfg.seed, "frames": cfg.frames, "policy": str(resolve_policy(cfg)),
                 "train_data": cfg.train_data, "max_train_rows": cfg.max_train_rows}
     if marker.exists() and json.loads(marker.read_text()).get("settings") == settings:
@@ -244,12 +256,14 @@ def warm_start(cfg: TrainConfig, callbacks: list | None = None) -> Path:
     model, processor = load_policy(source, dtype=torch.float32)
     args = SFTConfig(output_dir=str(out), max_steps=cfg.sft_steps, learning_rate=cfg.sft_lr,
                      per_device_train_batch_size=cfg.sft_batch_size, warmup_steps=min(20, cfg.sft_steps // 10),
-                     lr_scheduler_type="constant_with_warmup", max_grad_norm=1.0, logging_steps=max(1, cfg.sft_steps // 50),
+                     lr_scheduler_type="constant_with_warmup", max_grad_norm=1.0,
+                     logging_steps=max(1, cfg.sft_steps // 50),
                      save_strategy="no", report_to="none", use_cpu=cfg.use_cpu, bf16=cfg.bf16, seed=cfg.seed,
                      remove_unused_columns=False, dataset_kwargs={"skip_prepare_dataset": True}, max_length=None,
                      activation_checkpointing=cfg.activation_checkpointing, disable_tqdm=cfg.disable_tqdm)
-    trainer = SFTTrainer(model=model, args=args, train_dataset=grpo_dataset(load_split(cfg)), processing_class=processor,
-                         data_collator=VideoSFTCollator(processor, FramePolicy.from_dict(cfg.frames)),
+    trainer = SFTTrainer(model=model, args=args, train_dataset=grpo_dataset(load_split(cfg)),
+                         processing_class=processor,
+                         data_collator=VideoSFTCollator(processor, FramePolicy.from_dict(cfg.frames), cfg.sft_answer),
                          callbacks=[MetricsLogger(out), *(callbacks or [])])
     trainer.train()
     save_policy(trainer, processor, final, source)
@@ -257,7 +271,7 @@ def warm_start(cfg: TrainConfig, callbacks: list | None = None) -> Path:
     return final
 
 
-# ---- the stage, top to bottom -----------------------------------------------------------------------------------------
+# ---- the stage, top to bottom --------------------------------------------------------------------------------------
 def lora_config(cfg: TrainConfig) -> Any:
     """peft LoraConfig from `cfg.lora` (defaults: q_proj/v_proj of the language model, causal LM), or None."""
     if not cfg.lora:
@@ -291,6 +305,8 @@ def train(cfg: TrainConfig, callbacks: list | None = None, eval_fn: Callable | N
 
     set_seed(cfg.seed)
     out = Path(cfg.output_dir)
+    print(f"[vvkit] {out}: " + ", ".join(f"{k}={getattr(cfg, k)!r}" for k in NOTEBOOK_KEYS)
+          + f"; frames={cfg.frames}; {cfg.prompts_per_step():g} prompts x G={cfg.num_generations} per step")
 
     # ---- policy: the starting point (checkpoint, tiny offline policy, or the SFT warm start) ----
     start = warm_start(cfg) if cfg.sft_steps > 0 else resolve_policy(cfg)
@@ -324,7 +340,8 @@ def train(cfg: TrainConfig, callbacks: list | None = None, eval_fn: Callable | N
         from torch.utils.tensorboard import SummaryWriter
         from transformers.integrations import TensorBoardCallback
 
-        cfg = dataclasses.replace(cfg, report_to=[r for r in report if r != "tensorboard"] or "none")
+        cfg = copy.copy(cfg)  # not dataclasses.replace: TrainingArguments' __post_init__ would run twice
+        cfg.report_to = [r for r in report if r != "tensorboard"] or "none"
         extra.append(TensorBoardCallback(SummaryWriter(log_dir=str(out / "tensorboard"))))
     if eval_fn is not None:
         extra.append(PolicyEval(eval_fn, eval_every or int(cfg.save_steps)))
@@ -348,7 +365,7 @@ def train(cfg: TrainConfig, callbacks: list | None = None, eval_fn: Callable | N
     return final
 
 
-# ---- command line -----------------------------------------------------------------------------------------------------
+# ---- command line --------------------------------------------------------------------------------------------------
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m vvkit.train", description=__doc__.split("\n")[0])
     parser.add_argument("--config", required=True, help="params YAML (reads grpo_training + run + frames)")
@@ -361,7 +378,13 @@ def main(argv: list[str] | None = None) -> int:
         key, sep, value = item.partition("=")
         if not sep:
             parser.error(f"--set {item!r}: expected KEY=VALUE")
-        overrides[key] = yaml.safe_load(value)
+        value = yaml.safe_load(value)
+        if isinstance(value, str):  # YAML 1.1 reads "5e-5" as text; a number was meant
+            try:
+                value = float(value)
+            except ValueError:
+                pass
+        overrides[key] = value
     try:
         cfg = load_train_config(args.config, args.run_dir, overrides)
     except ConfigError as e:

@@ -208,7 +208,7 @@ class VideoGRPOTrainer(GRPOTrainer):
             output = super()._generate_and_score_completions(inputs)
         finally:
             encoded, self._video_batch, self._encoded, self._clips = self._encoded, None, None, None
-        output.update(video_lists(encoded))  # per-sample lists: TRL's shuffle_sequence_dict / split_tensor_dict keep them aligned
+        output.update(video_lists(encoded))  # per-sample lists: TRL's shuffle and split keep them aligned
         return output
 
     def _tokenize_prompts(self, prompts: list) -> tuple[list[list[int]], None, dict[str, Any]]:
@@ -332,8 +332,9 @@ class VideoGRPOTrainer(GRPOTrainer):
         for task in sorted(set(types)):
             idx = torch.tensor([i for i, t in enumerate(types) if t == task], device=device)
             m[f"format_rate/{task}"].append(well[idx].mean().item())
-            for key, values in [(f"reward/{task}", total[idx])] + [
-                    (f"rewards/{name}/{task}", rewards_per_func[idx, j]) for j, name in enumerate(self.reward_func_names)]:
+            columns = [(f"rewards/{name}/{task}", rewards_per_func[idx, j])
+                       for j, name in enumerate(self.reward_func_names)]
+            for key, values in [(f"reward/{task}", total[idx])] + columns:
                 if not torch.isnan(values).all():  # a reward that never applies to this task logs nothing for it
                     m[key].append(torch.nanmean(values).item())
         keep = int(getattr(self.args, "save_completions", 0) or 0)
