@@ -9,4 +9,5 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import torch  # noqa: E402
 
-torch.set_num_threads(min(2, os.cpu_count() or 1))
+# One thread: on a shared 2-core machine two OpenMP threads spin-wait on each other and run far slower.
+torch.set_num_threads(1)
