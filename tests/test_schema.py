@@ -87,3 +87,16 @@ def test_prompts_list_options_and_instruction(tmp_path):
     assert msgs[0]["content"][0] == {"type": "video"} and msgs[0]["content"][1]["text"] == text
     corpus = tokenizer_corpus()
     assert INSTRUCTION in corpus and any("purple triangle" in s for s in corpus) and len(corpus) == len(set(corpus))
+
+
+def test_tokenizer_corpus_is_the_same_in_every_process():
+    """The tiny policy folder is reused only when its corpus digest matches, so the corpus must not depend on
+    Python's per-process string hashing."""
+    import os
+    import subprocess
+    import sys
+
+    code = "import json; from vvkit.prompts import tokenizer_corpus; print(json.dumps(tokenizer_corpus()))"
+    outs = {subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                           env={**os.environ, "PYTHONHASHSEED": str(seed)}).stdout for seed in (1, 2, 3)}
+    assert len(outs) == 1

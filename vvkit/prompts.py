@@ -83,7 +83,7 @@ def tokenizer_corpus() -> list[str]:
     out = [INSTRUCTION, CAPTION_PROMPT, DARK_EVENT_PROMPT]
     descs = [f"the {c} {s}" for c in COLOURS for s in SHAPES]
     for family, (open_q, mcq_q) in QUESTIONS.items():
-        for q in {open_q, mcq_q}:
+        for q in dict.fromkeys((open_q, mcq_q)):  # not a set: its order changes with PYTHONHASHSEED
             if "{desc}" in q:
                 out += [q.format(desc=d) for d in descs]
             elif "{event}" in q:
