@@ -62,9 +62,26 @@ def build_prompt(row: Any) -> str:
     return f"{task_text(row)}\n{INSTRUCTION}"
 
 
-def row_to_messages(row: Any) -> list[dict]:
-    """Chat messages for the processor's template: one user turn, the video first, then the text (paper §7)."""
-    return [{"role": "user", "content": [{"type": "video"}, {"type": "text", "text": build_prompt(row)}]}]
+PROMPT_STYLES = ("reason", "plain")
+# The plain style: the benchmark's own instruction, as base-model tables are evaluated (Video-MME, MVBench in lmms-eval).
+PLAIN_MCQ_INSTRUCTION = "Answer with the option's letter from the given choices directly."
+
+
+def plain_prompt(row: Any) -> str:
+    """The task text with a benchmark-style instruction and no think/answer template (base-model baselines)."""
+    text = task_text(row)
+    if _get(row, "problem_type") == "mcq":
+        return text.replace("\nAnswer with the option letter.", "") + "\n" + PLAIN_MCQ_INSTRUCTION
+    return text
+
+
+def row_to_messages(row: Any, style: str = "reason") -> list[dict]:
+    """Chat messages for the processor's template: one user turn, the video first, then the text (paper §7).
+    `style="plain"` drops the Reason-Then-Respond instruction (how the paper's baselines are prompted)."""
+    if style not in PROMPT_STYLES:
+        raise ValueError(f"prompt style {style!r} unknown; choose one of {PROMPT_STYLES}")
+    text = build_prompt(row) if style == "reason" else plain_prompt(row)
+    return [{"role": "user", "content": [{"type": "video"}, {"type": "text", "text": text}]}]
 
 
 def mixvid_problem(question: str, order: str) -> str:
