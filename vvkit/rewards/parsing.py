@@ -8,6 +8,7 @@ answer naming more than one distinct option earns nothing instead of whichever l
 from __future__ import annotations
 
 import re
+import unicodedata
 from functools import lru_cache
 from typing import Any, NamedTuple
 
@@ -208,3 +209,129 @@ def _text_matches(s: str, pairs: list[tuple[str, str]]) -> set[str]:
         if not any(a2 <= a and b <= b2 and (b2 - a2) > (b - a) for a2, b2, _ in spans)
     }
     return keep
+
+
+# ---- evaluation-side reading of any output (tagged or not) ----
+# Evaluation reads every policy's answer, including base models that never write <think>/<answer> (the paper's
+# baselines; lmms-eval's and VLMEvalKit's extractors read untagged text too). The reward does not use this: format is
+# paid by `parse_completion` alone.
+
+_THINK_BLOCK = re.compile(r"<think>.*?</think>", re.IGNORECASE | re.DOTALL)
+_THINK_UNCLOSED = re.compile(r"<think>.*\Z", re.IGNORECASE | re.DOTALL)
+_THINK_END = re.compile(r"</think>", re.IGNORECASE)
+_ANSWER_ANY = re.compile(r"<answer>(.*?)</answer>", re.IGNORECASE | re.DOTALL)
+_ANSWER_OPEN = re.compile(r"<answer>", re.IGNORECASE)
+_ANY_TAG = re.compile(r"</?\s*(?:think|answer)\s*>", re.IGNORECASE)
+_ZERO_WIDTH = re.compile("[\u200b\u200c\u200d\u2060\ufeff\u00ad]")
+_EMPHASIS = re.compile(r"[*`~]+|(?<!\w)_+|_+(?!\w)")
+_BARE_ONE = re.compile(r"[(\[]?\s*([A-Za-z])\s*[)\]]?\s*[.:)]?")
+_LEADING = re.compile(r"(?:[(\[]\s*([A-Za-z])\s*[)\]]|([A-Za-z])\s*\)|([A-Z])\s*[.:])(?=\s)")
+_ANSWER_PHRASE = re.compile(
+    r"\b(?i:answer|option|choice)\b(?:\s+(?i:is)\b)?\s*:?\s*(?P<open>[(\[]?)\s*([A-Za-z])\s*(?P<close>[)\]]?)(?P<after>.?)",
+    re.DOTALL)
+_STANDALONE = re.compile(r"(?<![A-Za-z0-9'\u2019\-])([A-Z])(?![A-Za-z0-9'\u2019\-])")
+_ORDINARY_WORD = re.compile(r"\s+([a-z][a-z'\-]*)")
+_END_PUNCT = " \t.,;:!?\"'"
+
+
+def answer_parts(text: str) -> list[str]:
+    """The parts of an output that carry its answer: complete `<think>…</think>` blocks (any case) dropped, an
+    unclosed `<think>` dropped to the end, only what follows a stray `</think>` kept; then the content of every
+    `<answer>` block (the last one read to the end when unclosed), or else the whole remaining text as one part."""
+    t = _THINK_UNCLOSED.sub(" ", _THINK_BLOCK.sub(" ", text))
+    ends = list(_THINK_END.finditer(t))
+    if ends:
+        t = t[ends[-1].end():]
+    if not _ANSWER_OPEN.search(t):
+        return [t]
+    parts, last = [], 0
+    for m in _ANSWER_ANY.finditer(t):
+        parts.append(m.group(1))
+        last = m.end()
+    opened = _ANSWER_OPEN.search(t, last)
+    if opened:  # unterminated: read to the end
+        parts.append(t[opened.end():])
+    return parts
+
+
+def normalize_answer(s: str) -> str:
+    """NFKC (full-width letters count), zero-width characters, markdown emphasis and leftover tags removed,
+    whitespace collapsed."""
+    s = unicodedata.normalize("NFKC", s)
+    s = _ANY_TAG.sub(" ", _ZERO_WIDTH.sub("", s))
+    return " ".join(_EMPHASIS.sub("", s).split())
+
+
+def free_answer(text: Any) -> str | None:
+    """The answer text of any output, for evaluation: the last `<answer>` block if there is one, else the output
+    with its reasoning removed (see `answer_parts`); None when nothing is left."""
+    parts = answer_parts(completion_text(text))
+    out = normalize_answer(parts[-1]) if parts else ""
+    return out or None
+
+
+def mcq_choice(text: Any, options: list[str] | None = None) -> str | None:
+    """The option letter any output commits to, or None for no answer or an ambiguous one (evaluation only; the
+    reward keeps `parse_completion`'s strict format gate).
+
+    Reads `answer_parts` (disagreeing <answer> blocks are ambiguous; an empty one is no answer), normalised, then in
+    order: one bare letter (`b`, `(B)`, `B.`); a leading `B.` / `B)` / `(B) ` form, which wins over a contradicting
+    option text; answer phrases (`answer` / `option` / `choice`, optional `is` or `:`, then the letter; a lowercase
+    letter only at the end or before punctuation; several different letters are ambiguous); the text equal to one
+    option's text; exactly one standalone capital option letter (an article `A` before an ordinary word is not one);
+    exactly one option text contained as whole words.
+
+    >>> opts = ["A. red square", "B. blue circle", "C. green triangle"]
+    >>> [mcq_choice(t, opts) for t in ["b", "**B**", "The answer is B", "<think>A?</think>\\nC", "blue circle"]]
+    ['B', 'B', 'B', 'C', 'B']
+    >>> [mcq_choice(t, opts) for t in ["A or B", "<answer>A</answer><answer>B</answer>", "<think>B</think>", ""]]
+    [None, None, None, None]
+    """
+    key = tuple(options) if options else None
+    readings = {_read_choice(normalize_answer(p), key) for p in answer_parts(completion_text(text))}
+    return readings.pop() if len(readings) == 1 else None
+
+
+@lru_cache(maxsize=65536)
+def _read_choice(s: str, options: tuple[str, ...] | None) -> str | None:
+    if not s:
+        return None
+    allowed, pairs = _letters_and_texts(options)
+    bare = _BARE_ONE.fullmatch(s)
+    if bare:
+        letter = bare.group(1).upper()
+        return letter if letter in allowed else None
+    lead = _LEADING.match(s)
+    if lead:
+        letter = next(g for g in lead.groups() if g).upper()
+        if letter in allowed:
+            return letter
+    phrased = set()
+    for m in _ANSWER_PHRASE.finditer(s):
+        letter, after = m.group(2), m.group("after")
+        if letter.isupper():
+            ok = not after or not (after.isalnum() or after in "'\u2019-")
+        else:  # "the answer is a cube" names no letter; "the answer is b." and "answer: (b)" do
+            ok = not after or after in ".,;:!?)]" or bool(m.group("open") and m.group("close"))
+        if ok:
+            phrased.add(letter.upper())
+    if phrased:
+        return phrased.pop() if len(phrased) == 1 and next(iter(phrased)) in allowed else None
+    flat = s.strip(_END_PUNCT).lower()
+    equal = [letter for letter, t in pairs if t and flat == t.strip(_END_PUNCT).lower()]
+    if len(set(equal)) == 1:
+        return equal[0]
+    letters = set()
+    for m in _STANDALONE.finditer(s):
+        letter = m.group(1)
+        if letter not in allowed:
+            continue
+        if letter in "AI":  # the article 'A' / pronoun 'I' before an ordinary lowercase word is not a letter
+            nxt = _ORDINARY_WORD.match(s, m.end())
+            if nxt and nxt.group(1) not in _CONJ:
+                continue
+        letters.add(letter)
+    if letters:
+        return letters.pop() if len(letters) == 1 else None
+    found = _text_matches(s, pairs)
+    return found.pop() if len(found) == 1 else None
