@@ -290,29 +290,42 @@ class HTTPJudge:
             scores[i] = s
         return scores
 
-    def autodq(self, preds: Sequence[str | None], refs: Sequence[str]) -> list[dict | None]:
+    def autodq(self, preds: Sequence[str | None], refs: Sequence[str],
+               ref_events: Sequence[Sequence[str] | None] | None = None) -> list[dict | None]:
         """DREAM-1K AutoDQ: the judge extracts events from both captions, then labels each against the other caption;
-        recall / precision count "entailment" only. An item with any failed request is None."""
-        texts = list(dict.fromkeys(t for t in list(refs) + list(preds) if t and t.strip()))
+        recall / precision count "entailment" only. With `ref_events` for a caption (DREAM-1K's annotated events)
+        those are the events recall is over and the reference is not re-extracted, as in Tarsier's AutoDQ; precision
+        still checks the predicted events against the reference description. An item with any failed request is
+        None."""
+        annotated = [[e.strip() for e in a if e and e.strip()] or None if a else None
+                     for a in (ref_events if ref_events is not None else [None] * len(preds))]
+        need = [r for r, a in zip(refs, annotated) if a is None] + list(preds)
+        texts = list(dict.fromkeys(t for t in need if t and t.strip()))
         extracted = dict(zip(texts, self.ask([EVENTS_PROMPT.format(caption=t, max_events=self.max_events) for t in texts],
                                              lambda r: parse_events(r, self.max_events))))
+
+        def ref_ev(r: str, a: list[str] | None) -> list[str] | None:
+            return a if a is not None else (extracted.get(r) if r and r.strip() else [])
+
         jobs: list[tuple[str, list[str]]] = []  # (caption, events to check against it)
-        for p, r in zip(preds, refs):
-            if p and p.strip() and extracted.get(r) and extracted.get(p):
-                jobs += [(p, extracted[r]), (r, extracted[p])]
+        for p, r, a in zip(preds, refs, annotated):
+            ev_r, ev_p = ref_ev(r, a), extracted.get(p) if p and p.strip() else []
+            if ev_r and ev_p:
+                jobs += [(p, ev_r), (r, ev_p)]
         prompts = [ENTAIL_PROMPT.format(caption=c, events="\n".join(f"{k + 1}. {e}" for k, e in enumerate(es)), n=len(es))
                    for c, es in jobs]
         labels = self.ask(prompts, [functools.partial(parse_labels, n=len(es)) for _, es in jobs])
         got = {(c, tuple(es)): lab for (c, es), lab in zip(jobs, labels)}
         out: list[dict | None] = []
-        for p, r in zip(preds, refs):
-            ev_r = extracted.get(r) if r and r.strip() else []
+        for p, r, a in zip(preds, refs, annotated):
+            ev_r = ref_ev(r, a)
             ev_p = extracted.get(p) if p and p.strip() else []
             if ev_r is None or ev_p is None:
                 out.append(None)
                 continue
+            info = {"ref_events": ev_r, "pred_events": ev_p, "annotated_events": a is not None}
             if not ev_r or not ev_p:
-                out.append({"recall": 0.0, "precision": 0.0, "f1": 0.0, "ref_events": ev_r or [], "pred_events": ev_p})
+                out.append({"recall": 0.0, "precision": 0.0, "f1": 0.0, **info})
                 continue
             lab_r, lab_p = got[(p, tuple(ev_r))], got[(r, tuple(ev_p))]
             if lab_r is None or lab_p is None:
@@ -321,5 +334,5 @@ class HTTPJudge:
             recall = sum(x == "entailment" for x in lab_r) / len(ev_r)
             precision = sum(x == "entailment" for x in lab_p) / len(ev_p)
             f1 = 2 * recall * precision / (recall + precision) if recall + precision else 0.0
-            out.append({"recall": recall, "precision": precision, "f1": f1, "ref_events": ev_r, "pred_events": ev_p})
+            out.append({"recall": recall, "precision": precision, "f1": f1, **info})
         return out

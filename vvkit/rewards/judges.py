@@ -12,6 +12,7 @@ from __future__ import annotations
 import importlib
 import re
 import threading
+import warnings
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any, Sequence
@@ -19,6 +20,8 @@ from typing import Any, Sequence
 import numpy as np
 
 from vvkit.rewards.lexicon import SHAPES, contradicts, covers, facts, merge, overlaps
+
+TOYWORLD = "toyworld"  # the `source` of rows rendered by vvkit.synth.toyworld, the world these judges are made for
 
 # ---- embeddings ----
 
@@ -207,6 +210,11 @@ class OfflineJudge:
     (`lexicon_decides`); with `lexicon=False` only cosines decide (then calibrate() suggests about 0.82 / 0.38 /
     0.84). An LLM judge reads meaning and the question, resolves pronouns and checks each event against the whole
     other caption.
+
+    Made for the toy world only: on free text it reads neither negation nor meaning ("the person does not season the
+    fish" earns 2 of 2 against "the person seasons the fish"). It warns once, with a count, when asked to score rows
+    whose `source` is not "toyworld" (`note_sources`; the rewards and `score_rows` pass the rows' sources); judge real
+    benchmarks (DREAM-1K, free-form answers) with an LLM judge (`client.HTTPJudge`).
     """
 
     dark_full: float = 0.6
@@ -219,10 +227,28 @@ class OfflineJudge:
     lexicon_decides: bool = True  # texts the lexicon reads completely skip the embedding model
     model_path: str | None = None
     errors: dict = field(default_factory=dict)  # always empty offline: the interface of HTTPJudge, which can fail
+    foreign_rows: int = 0  # rows scored whose source is not the toy world (see `note_sources`)
+    _warned: bool = field(default=False, repr=False)
 
     @property
     def embedder(self) -> Embedder:
         return get_embedder(self.model_path)
+
+    def note_sources(self, sources: Sequence[str | None]) -> int:
+        """Count the rows about to be scored whose `source` is known and not "toyworld"; the first time there are
+        any, warn loudly with their count (once per judge; `foreign_rows` keeps counting). Returns the new count."""
+        n = sum(1 for src in sources if src is not None and src != TOYWORLD)
+        self.foreign_rows += n
+        if n and not self._warned:
+            self._warned = True
+            shown = sorted({str(src) or "''" for src in sources if src is not None and src != TOYWORLD})[:3]
+            warnings.warn(
+                f"OfflineJudge is scoring {n} row(s) that are not toy-world rows (source {', '.join(shown)}): its "
+                "embedding + toy-lexicon verdicts ignore negation and meaning on free text, so these scores are not "
+                "comparable with an LLM judge's. Use judge='http' (an OpenAI-compatible judge) for such rows. "
+                "This warning is shown once per judge; `judge.foreign_rows` keeps the count.",
+                UserWarning, stacklevel=3)
+        return self.foreign_rows
 
     def pop_errors(self) -> dict:
         """Judge failures since the last call (none offline); the rewards log them per step."""
@@ -296,25 +322,44 @@ class OfflineJudge:
         return [int(best >= self.mixvid_threshold and full and not bad)
                 for best, bad, full in self.match(preds, refs, questions, need_partial=False)]
 
-    def autodq(self, preds: Sequence[str | None], refs: Sequence[str]) -> list[dict | None]:
-        """DREAM-1K AutoDQ per caption: recall (reference events covered), precision (predicted events supported), F1."""
+    def autodq(self, preds: Sequence[str | None], refs: Sequence[str],
+               ref_events: Sequence[Sequence[str] | None] | None = None) -> list[dict | None]:
+        """DREAM-1K AutoDQ per caption: recall (reference events covered by the prediction), precision (predicted
+        events supported by the reference description), F1. With `ref_events` for a caption (DREAM-1K's annotated
+        events), recall is over those events, as in Tarsier's AutoDQ; precision stays against the description's
+        events. Without them, both come from `split_events` of the description."""
+        annotated = list(ref_events) if ref_events is not None else [None] * len(preds)
         ev_p = [split_events(p, self.max_events) for p in preds]
-        ev_r = [split_events(r, self.max_events) for r in refs]
-        lexical = [self.lexicon and self.lexicon_decides and self._decidable(ev_r[i] + ev_p[i], "")
+        ev_d = [split_events(r, self.max_events) for r in refs]  # the description's events (precision)
+        ev_r = [[e for e in a if e and e.strip()] if a else d for a, d in zip(annotated, ev_d)]  # recall's events
+        lexical = [self.lexicon and self.lexicon_decides and self._decidable(ev_r[i] + ev_d[i] + ev_p[i], "")
                    for i in range(len(preds))]
         need = [i for i, lex in enumerate(lexical) if not lex]
-        emb = self.embedder.encode([e for i in need for e in ev_r[i] + ev_p[i]])
-        mats: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        emb = self.embedder.encode([e for i in need for e in ev_r[i] + ev_d[i] + ev_p[i]])
+        mats: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
         k = 0
         for i in need:
-            nr, npred = len(ev_r[i]), len(ev_p[i])
-            mats[i] = (emb[k : k + nr], emb[k + nr : k + nr + npred])
-            k += nr + npred
-        return [self._dq(ev_r[i], ev_p[i], *mats.get(i, (None, None))) for i in range(len(preds))]
+            nr, nd, npred = len(ev_r[i]), len(ev_d[i]), len(ev_p[i])
+            mats[i] = (emb[k : k + nr], emb[k + nr : k + nr + nd], emb[k + nr + nd : k + nr + nd + npred])
+            k += nr + nd + npred
+        out = []
+        for i in range(len(preds)):
+            er, ed, ep = mats.get(i, (None, None, None))
+            if not ev_r[i] or not ev_p[i]:
+                dq = {"recall": 0.0, "precision": 0.0, "f1": 0.0}
+            else:
+                recall = float(self._support(ev_r[i], ev_p[i], er, ep)[0].mean())
+                precision = (float(self._support(ev_d[i], ev_p[i], ed, ep)[1].mean()) if ev_d[i] else 0.0)
+                f1 = 2 * recall * precision / (recall + precision) if recall + precision else 0.0
+                dq = {"recall": recall, "precision": precision, "f1": f1}
+            out.append({**dq, "ref_events": ev_r[i], "pred_events": ev_p[i],
+                        "annotated_events": bool(annotated[i])})
+        return out
 
-    def _dq(self, ev_r: list[str], ev_p: list[str], er: np.ndarray | None, ep: np.ndarray | None) -> dict:
-        if not ev_r or not ev_p:
-            return {"recall": 0.0, "precision": 0.0, "f1": 0.0, "ref_events": ev_r, "pred_events": ev_p}
+    def _support(self, ev_r: list[str], ev_p: list[str], er: np.ndarray | None,
+                 ep: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+        """(R,) whether each reference event is entailed by some predicted event, and (P,) whether each predicted
+        event is entailed by some reference event."""
         if er is None or ep is None:  # every event parsed by the lexicon: it alone decides, on events sharing a fact
             near = np.array([[overlaps(facts(p), r) for p in ev_p] for r in ev_r], dtype=bool)
         else:
@@ -327,9 +372,7 @@ class OfflineJudge:
                     continue
                 by_pred[i, j] = covers(facts(ev_p[j]), ev_r[i])
                 by_ref[i, j] = covers(facts(ev_r[i]), ev_p[j])
-        recall, precision = float(by_pred.any(1).mean()), float(by_ref.any(0).mean())
-        f1 = 2 * recall * precision / (recall + precision) if recall + precision else 0.0
-        return {"recall": recall, "precision": precision, "f1": f1, "ref_events": ev_r, "pred_events": ev_p}
+        return by_pred.any(1), by_ref.any(0)
 
 
 JUDGE_KINDS = ("offline", "http")

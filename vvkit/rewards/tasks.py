@@ -8,15 +8,17 @@ reward instead of reading a silent 0.
 """
 from __future__ import annotations
 
+import inspect
 from typing import Any, Sequence
 
 import numpy as np
 
 from vvkit.rewards.judges import get_embedder, resolve_judge
-from vvkit.rewards.parsing import extract_choice, gt_letter, parse_completion, solution_text
+from vvkit.rewards.parsing import extract_choice, free_answer, gt_letter, mcq_choice, parse_completion, solution_text
 from vvkit.rewards.rule import column, keyword_score, mcq_score, rouge_score, task_types, texts_of
 
 GATES = ("multiply", "add", "none")
+READINGS = ("tagged", "any")  # how an answer is read: the reward's <answer> block, or any output (evaluation)
 OPEN_ENDED_METRICS = ("rouge_mean", "rouge_l", "embedding", "judge")
 TASK_MAX = {"mcq": 1.0, "dark_event": 2.0, "mixvid": 1.0, "open_ended": 1.0}  # caption: 1 + alpha (+ keywords)
 
@@ -24,14 +26,22 @@ TASK_MAX = {"mcq": 1.0, "dark_event": 2.0, "mixvid": 1.0, "open_ended": 1.0}  # 
 def score_batch(texts: Sequence[str], solutions: Sequence[Any], types: Sequence[str | None],
                 options: Sequence[Any], problems: Sequence[Any], judge: Any = None, *, strict: bool = True,
                 open_ended_metric: str = "rouge_mean", caption_alpha: float = 0.5, keywords: bool = True,
-                only: Sequence[str] | None = None, skip_malformed: bool = False) -> list[dict | None]:
+                only: Sequence[str] | None = None, skip_malformed: bool = False, reading: str = "tagged",
+                sources: Sequence[str | None] | None = None,
+                ref_events: Sequence[Sequence[str] | None] | None = None) -> list[dict | None]:
     """Per completion: {task, format, answer, score (ungated; None when the judge failed), ...task details}.
 
     Rows whose task is not in `only` get None. With `skip_malformed`, ill-formed completions score 0 without a
     judge call (the multiplicative gate would zero them anyway); an empty answer scores 0 without a judge call.
+    `reading="tagged"` (the rewards) reads the <answer> block only; `reading="any"` (evaluation, every policy,
+    base models included) reads any output: `parsing.mcq_choice` for the letter, `parsing.free_answer` for text;
+    `format` stays the strict verdict either way. `sources` (the rows' `source`) lets a judge warn about rows it was
+    not made for; `ref_events` (DREAM-1K's annotated events, per caption row) feed AutoDQ's recall.
     """
     if open_ended_metric not in OPEN_ENDED_METRICS:
         raise ValueError(f"open_ended_metric {open_ended_metric!r} unknown; choose one of {OPEN_ENDED_METRICS}")
+    if reading not in READINGS:
+        raise ValueError(f"reading {reading!r} unknown; choose one of {READINGS}")
     out: list[dict | None] = [None] * len(texts)
     pending: dict[str, list[int]] = {"dark_event": [], "mixvid": [], "caption": [], "open_ended": []}
     for i, (text, task) in enumerate(zip(texts, types)):
@@ -40,10 +50,12 @@ def score_batch(texts: Sequence[str], solutions: Sequence[Any], types: Sequence[
         if only is not None and task not in only:
             continue
         parsed = parse_completion(text, strict)
-        rec = {"task": task, "format": float(parsed.well_formed), "answer": parsed.answer}
+        answer = parsed.answer if reading == "tagged" else free_answer(text)
+        rec = {"task": task, "format": float(parsed.well_formed), "answer": answer}
         out[i] = rec
         if task == "mcq":
-            rec["choice"] = extract_choice(parsed.answer, options[i])
+            rec["choice"] = (extract_choice(parsed.answer, options[i]) if reading == "tagged"
+                             else mcq_choice(text, options[i]))
             rec["score"] = 1.0 if rec["choice"] == gt_letter(solutions[i]) else 0.0
         elif not parsed.answer or (skip_malformed and not parsed.well_formed):
             rec["score"] = 0.0
@@ -52,7 +64,12 @@ def score_batch(texts: Sequence[str], solutions: Sequence[Any], types: Sequence[
         else:
             pending[task].append(i)
     if any(pending.values()):
-        _judge_pending(out, pending, solutions, problems, resolve_judge(judge), open_ended_metric, caption_alpha, keywords)
+        judge = resolve_judge(judge)
+        note = getattr(judge, "note_sources", None)
+        if sources is not None and callable(note):
+            note([sources[i] for idx in pending.values() for i in idx])
+        _judge_pending(out, pending, solutions, problems, judge, open_ended_metric, caption_alpha, keywords,
+                       ref_events)
     for rec in out:
         if rec is not None:
             rec["correct"] = _correct(rec)
@@ -60,7 +77,7 @@ def score_batch(texts: Sequence[str], solutions: Sequence[Any], types: Sequence[
 
 
 def _judge_pending(out: list, pending: dict, solutions: Sequence[Any], problems: Sequence[Any], judge: Any,
-                   metric: str, alpha: float, keywords: bool) -> None:
+                   metric: str, alpha: float, keywords: bool, ref_events: Sequence[Any] | None = None) -> None:
     """Batched judge calls: one per task for the whole batch."""
     def args(idx: list[int]) -> tuple[list[str], list[str], list[str | None]]:
         return ([out[i]["answer"] for i in idx], [solution_text(solutions[i]) for i in idx],
@@ -84,7 +101,16 @@ def _judge_pending(out: list, pending: dict, solutions: Sequence[Any], problems:
             out[i]["score"] = float(s)
     if pending["caption"]:
         preds, refs, _ = args(pending["caption"])
-        for i, dq in zip(pending["caption"], judge.autodq(preds, refs)):
+        events = [_events(ref_events[i]) for i in pending["caption"]] if ref_events is not None else None
+        if events is not None and any(e is not None for e in events):
+            if "ref_events" not in inspect.signature(judge.autodq).parameters:
+                raise TypeError(f"judge {type(judge).__name__}.autodq takes no `ref_events`, but these caption rows "
+                                "carry annotated events (DREAM-1K); add a `ref_events=None` parameter to it "
+                                "(recall over those events) or drop `ref_events`")
+            dqs = judge.autodq(preds, refs, ref_events=events)
+        else:
+            dqs = judge.autodq(preds, refs)
+        for i, dq in zip(pending["caption"], dqs):
             rec = out[i]
             if dq is None:
                 rec["score"] = None
@@ -92,6 +118,16 @@ def _judge_pending(out: list, pending: dict, solutions: Sequence[Any], problems:
             kw = keyword_score(rec["answer"]) if keywords else 0.0
             rec.update(recall=dq["recall"], precision=dq["precision"], f1=dq["f1"], keywords=kw)
             rec["score"] = dq["recall"] + alpha * dq["precision"] + kw  # paper §4: R + 0.5 P + keywords
+
+
+def _events(value: Any) -> list[str] | None:
+    """A row's annotated reference events, or None when it has none (then AutoDQ extracts them)."""
+    if value is None:
+        return None
+    if isinstance(value, str) or not all(isinstance(e, str) for e in value):
+        raise TypeError(f"ref_events must be a list of event sentences per row (or None), got {value!r}")
+    events = [e.strip() for e in value if e.strip()]
+    return events or None
 
 
 def _correct(rec: dict) -> bool | None:
@@ -129,6 +165,12 @@ def _batch(completions: Sequence[Any], kwargs: dict) -> tuple[list[str], list, l
             column(kwargs, "problem", n))
 
 
+def _sources(kwargs: dict, n: int) -> list | None:
+    """The batch's `source` column (TRL passes every dataset column), or None when it has none."""
+    values = column(kwargs, "source", n)
+    return values if any(v is not None for v in values) else None
+
+
 def accuracy_reward(completions: Sequence[Any], gate_mode: str = "multiply", judge: Any = None, strict: bool = True,
                     open_ended_metric: str = "rouge_mean", caption_alpha: float = 0.5, keywords: bool = True,
                     **kwargs: Any) -> list[float | None]:
@@ -144,13 +186,15 @@ def accuracy_reward(completions: Sequence[Any], gate_mode: str = "multiply", jud
     """
     texts, sols, types, opts, probs = _batch(completions, kwargs)
     recs = score_batch(texts, sols, types, opts, probs, judge, strict=strict, open_ended_metric=open_ended_metric,
-                       caption_alpha=caption_alpha, keywords=keywords, skip_malformed=gate_mode == "multiply")
+                       caption_alpha=caption_alpha, keywords=keywords, skip_malformed=gate_mode == "multiply",
+                       sources=_sources(kwargs, len(texts)))
     return [gate(r["format"], r["score"], gate_mode) for r in recs]
 
 
 def _task_reward(task: str, completions: Sequence[Any], kwargs: dict, **settings: Any) -> list[float | None]:
     texts, sols, types, opts, probs = _batch(completions, kwargs)
-    recs = score_batch(texts, sols, types, opts, probs, only=(task,), **settings)
+    recs = score_batch(texts, sols, types, opts, probs, only=(task,), sources=_sources(kwargs, len(texts)),
+                       **settings)
     return [None if r is None else r["score"] for r in recs]
 
 
@@ -217,7 +261,8 @@ def length_reward(completions: Sequence[Any], l_min: int = 320, l_max: int = 512
     [0.2, 0.2]
     """
     texts, sols, types, opts, probs = _batch(completions, kwargs)
-    recs = score_batch(texts, sols, types, opts, probs, judge, strict=strict, skip_malformed=True)
+    recs = score_batch(texts, sols, types, opts, probs, judge, strict=strict, skip_malformed=True,
+                       sources=_sources(kwargs, len(texts)))
     correct = [r["format"] > 0 and (normalized(r) or 0.0) > correct_threshold for r in recs]
     lengths = [len(ids) for ids in completion_ids] if completion_ids is not None else [len(t.split()) for t in texts]
     groups: dict[tuple, int] = {}
@@ -229,12 +274,29 @@ def length_reward(completions: Sequence[Any], l_min: int = 320, l_max: int = 512
     ]
 
 
-def score_completion(text: Any, row: Any, judge: Any = None, **settings: Any) -> dict:
-    """Evaluation's view of one completion with the training rewards' parser and judges: format, answer, task score,
-    `correct`, the paper's gated `reward`, plus per-task details (choice; recall/precision/f1/keywords)."""
-    get = row.get if isinstance(row, dict) else (lambda k, d=None: getattr(row, k, d))
+def score_rows(texts: Sequence[Any], rows: Sequence[Any], judge: Any = None, **settings: Any) -> list[dict]:
+    """Evaluation's scoring of completions against their rows (`Row` objects or row dicts): `reading="any"` unless
+    given, so answers outside <answer> tags count (base models; lmms-eval and VLMEvalKit read them too), each row's
+    `source` passed to the judge and `meta["events"]` (DREAM-1K's annotated events) to AutoDQ. Adds the paper's
+    gated `reward` (`gate_mode`, default multiply) to each record."""
+    gets = [r.get if isinstance(r, dict) else (lambda k, d=None, r=r: getattr(r, k, d)) for r in rows]
+    if len(gets) != len(texts):
+        raise ValueError(f"{len(texts)} completions for {len(rows)} rows; pass one row per completion")
     gate_mode = settings.pop("gate_mode", "multiply")
-    rec = score_batch(texts_of([text]), [get("solution")], task_types({"problem_type": [get("problem_type")]}, 1),
-                      [get("options")], [get("problem")], judge, **settings)[0]
-    rec["reward"] = gate(rec["format"], rec["score"], gate_mode)
-    return rec
+    settings.setdefault("reading", "any")
+    metas = [g("meta") or {} for g in gets]
+    recs = score_batch(texts_of(texts), [g("solution") for g in gets],
+                       task_types({"problem_type": [g("problem_type") for g in gets]}, len(gets)),
+                       [g("options") for g in gets], [g("problem") for g in gets], judge,
+                       sources=[g("source") for g in gets], ref_events=[m.get("events") for m in metas], **settings)
+    for rec in recs:
+        rec["reward"] = gate(rec["format"], rec["score"], gate_mode)
+    return recs
+
+
+def score_completion(text: Any, row: Any, judge: Any = None, **settings: Any) -> dict:
+    """One completion scored with the training rewards' parser and judges (`score_rows` for one row, but reading
+    the <answer> block only unless `reading="any"`): format, answer, task score, `correct`, the paper's gated
+    `reward`, plus per-task details (choice; recall/precision/f1/keywords)."""
+    settings.setdefault("reading", "tagged")
+    return score_rows([text], [row], judge, **settings)[0]
