@@ -1,4 +1,5 @@
-"""`vvkit` command line: `vvkit run` (the headless study), `vvkit params` (check a params file)."""
+"""`vvkit` command line: `vvkit run` (the headless study), `vvkit params` (check a params file), `vvkit import-data`
+(the authors' released training data as vvkit rows)."""
 from __future__ import annotations
 
 import argparse
@@ -25,6 +26,19 @@ def _cmd_params(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_import(args: argparse.Namespace) -> int:
+    from vvkit.synth.importers import DataImportError, import_data
+
+    try:
+        rows, report = import_data(args.input, args.format, args.video_root, args.out, args.strip_prefix, args.strict)
+    except DataImportError as e:
+        print(f"vvkit: error: {e}", file=sys.stderr)
+        return 2
+    print("\n".join(report.lines()))
+    print(f"wrote {len(rows)} rows to {args.out}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="vvkit", description="Reinforcement-learned video reasoning kit.")
     sub = parser.add_subparsers(dest="cmd", required=True)
@@ -38,6 +52,15 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("params", help="validate a params file without running anything")
     p.add_argument("params")
     p.set_defaults(func=_cmd_params)
+    p = sub.add_parser("import-data", help="convert released training data (VidBridge-R1 jsonl) into vvkit rows")
+    p.add_argument("input", help="the released jsonl, e.g. VidBridge-R1_training_data.jsonl")
+    p.add_argument("--format", required=True, choices=["vidbridge"], help="layout of the input file")
+    p.add_argument("--video-root", required=True, help="folder that replaces the authors' video root")
+    p.add_argument("--out", required=True, help="output jsonl of vvkit rows")
+    p.add_argument("--strip-prefix", default=None,
+                   help="the authors' root to replace (default: the folder prefix all videos share)")
+    p.add_argument("--strict", action="store_true", help="stop at the first line that cannot be converted")
+    p.set_defaults(func=_cmd_import)
     args = parser.parse_args(argv)
     from vvkit.config import ConfigError
     from vvkit.run import NotebookFailed

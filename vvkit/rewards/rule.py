@@ -90,17 +90,21 @@ def mcq_reward(completions: Sequence[Any], solution: Sequence[Any] | None = None
 
 # ---- caption keyword term (paper §4: +0.2 per temporal connective, capped at 0.4; -0.2 per hedge) ----
 
+# The authors' lists, verbatim in content and order (VidBridge-R1 `src/open_r1_video/grpo.py::keywords_reward`):
+# 29 temporal connectives and 38 hedges. vvkit matches them as whole words (case-insensitive, any whitespace inside a
+# phrase); the authors match substrings, so there "may" also fires on "mayor" and "after" on "thereafter".
 TEMPORAL_PHRASES = (
-    "first", "firstly", "at first", "to begin with", "in the beginning", "at the start", "starts with",
-    "second", "secondly", "third", "then", "next", "after", "after that", "afterwards", "afterward", "later",
-    "before", "meanwhile", "while", "when", "once", "as soon as", "until", "followed by", "subsequently",
-    "finally", "lastly", "eventually", "in the end", "at the end",
+    "start with", "starts with", "then", "next", "after", "begin with", "begins with", "followed by", "following",
+    "subsequently", "thereafter", "later", "initially", "first", "second", "third", "begin to", "begins to",
+    "finally", "lastly", "to begin with", "as a starting point", "in the beginning", "at the outset", "once", "when",
+    "whenever", "meanwhile", "simultaneously",
 )
 HEDGE_PHRASES = (
-    "might", "may", "maybe", "could", "possibly", "possible", "probably", "likely", "unlikely", "perhaps",
-    "seems", "seem", "seemingly", "appears to", "apparently", "presumably", "unclear", "uncertain", "not sure",
-    "hard to tell", "difficult to tell", "vague", "vaguely", "i think", "i guess", "i believe", "somewhat",
-    "kind of", "sort of",
+    "possibly", "suggesting", "likely", "appears to", "appearing", "designed to", "seems to", "might", "may", "could",
+    "potentially", "presumably", "probably", "perhaps", "allegedly", "reportedly", "supposedly", "apparently",
+    "arguably", "tentatively", "hypothetically", "theoretically", "in theory", "in some cases", "occasionally",
+    "sometimes", "rarely", "unclear", "ambiguous", "vague", "speculative", "indicative of", "hinting at", "implying",
+    "inferring", "open to interpretation", "subject to change", "not necessarily",
 )
 KEYWORD_STEP = 0.2
 KEYWORD_CAP = 0.4
