@@ -99,11 +99,20 @@ class SharedConfig:
 class SynthConfig(SharedConfig):
     """Notebook 01: the dataset (toy world or an annotation file -> mcq, open-ended, caption, DarkEventInfer, MixVidQA)."""
 
-    source: str = _f("toyworld", "'toyworld' (rendered offline) or the path of a dense-caption annotation JSON.")
+    source: str = _f("toyworld", "'toyworld' (rendered offline), 'vidbridge' (the authors' released jsonl at "
+                                 "data_path) or the path of a dense-caption annotation JSON (an ActivityNet folder "
+                                 "of train.json / val_1.json also works).")
+    data_path: str = _f("", "source 'vidbridge': VidBridge-R1_training_data.jsonl (rows imported as they are).")
+    strip_prefix: str | None = _f(None, "source 'vidbridge': the authors' video root to replace by video_root; "
+                                        "None = the folder prefix all its videos share.")
     annotation_format: str = _f("", "Format of an annotation `source`: 'coin', 'activitynet' or 'youcook2'.")
     video_root: str = _f("", "Folder holding the annotated videos (<id>.mp4 etc.); unused for the toy world.")
     num_videos: int = _f(200, "Toy-world videos to render; for annotations, use at most this many (0 = all).")
     test_fraction: float = _f(0.2, "Share of source videos held out for test (train/test videos are disjoint).")
+    split: str = _f("auto", "Annotation files: 'official' (COIN/YouCook2 subset, ActivityNet file), 'random' "
+                            "(test_fraction), or 'auto' = official when the file names both train and test videos, "
+                            "else random (the summary says which); the toy world and 'vidbridge' split at random.")
+    strict: bool = _f(False, "Refuse missing videos and malformed records instead of skipping and reporting them.")
     difficulty: str = _f("full", "Toy-world preset: 'simple' (one shape, colour question) or 'full' (2-3 shapes, "
                                  "every event kind, ordering questions).")
     families: list = _f([], "Question families for mcq/open-ended/MixVidQA; [] = the difficulty's defaults.")
@@ -119,8 +128,16 @@ class SynthConfig(SharedConfig):
     dark_min_event_s: float = _f(1.0, "DarkEventInfer: shortest event that may be blacked out (s).")
     dark_max_share: float = _f(0.4, "DarkEventInfer: largest share of the clip the dark span may cover.")
     dark_min_context_s: float = _f(1.0, "DarkEventInfer: visible video required before and after the span (s).")
+    min_dark_frames: int = _f(1, "DarkEventInfer: keep only spans covering at least this many frames sampled by the "
+                                 "`frames` policy (16 uniform frames miss short events of long videos).")
     mix_min_chunk_s: float = _f(1.5, "MixVidQA: shortest chunk (s); the paper interleaves every 1.5-2 s.")
     mix_max_chunk_s: float = _f(2.0, "MixVidQA: longest chunk (s).")
+    clip_s: float | None = _f(10.0, "MixVidQA: cut each source to a clip this long (random, seeded start) before "
+                                    "interleaving (paper: ~10 s clips); null = whole videos.")
+    mix_cue: str = _f("auto", "MixVidQA: name the asked clip by 'content', by 'position' (the clip shown first), or "
+                              "'auto' (content when the question names it; position for the toy world).")
+    mixvid_clips: str = _f("", "MixVidQA from a clip list with its own QA (JSONL/CSV: video, question, answer, "
+                               "optional duration, start, end, split) instead of event questions; '' = none.")
     out_dir: str = _f("data", "Output folder, relative to run_dir (train.jsonl, test.jsonl, videos/).")
 
 
