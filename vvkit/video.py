@@ -296,6 +296,12 @@ def read_video(path: str | list[str], policy: FramePolicy, start: float | None =
     used = sorted({c[0] for c in inter}) if inter else [0]
     infos = _probe_all(paths, used, policy.backend, policy.timeout_s)
     src, idx, t, duration = _timeline(paths, infos, inter, start, end)
+    if start is None and end is None:   # a mask past the end of a shorter file would silently hide nothing
+        frame = duration / len(t)
+        for i, (s, e) in enumerate(mask):
+            if e > duration + frame + 1e-6:
+                raise VideoError(f"{paths[0] if len(paths) == 1 else paths}: edits['mask'][{i}] [{s}, {e}] ends past "
+                                 f"the video's {duration:.3f} s; the file is shorter than its annotation")
     try:
         n = smart_nframes(policy, duration, len(t) / duration, len(t))
         size = frame_size(policy, infos[used[0]]["height"], infos[used[0]]["width"], n)
