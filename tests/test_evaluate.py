@@ -112,7 +112,8 @@ def test_results_header_and_resume(clip, tmp_path):
     header = json.loads((tmp_path / "e" / "results.json").read_text())
     assert header["frames"] == FramePolicy.from_dict(FRAMES).to_dict()
     assert header["prompt_version"] == "v1" and header["policy"] == str(Path("some/policy").resolve())
-    assert header["decoding"] == {"do_sample": False, "max_new_tokens": 16} and header["status"] == "done"
+    assert header["decoding"] == {"do_sample": False, "max_new_tokens": 16, "prompt_style": "reason"}
+    assert header["status"] == "done"
     assert header["metrics"] == json.loads(json.dumps(first.metrics))
     # same folder, all rows: only the 8 new rows are generated
     gen2 = Scripted()
@@ -293,3 +294,15 @@ def test_window_from_meta_cuts_the_clip(clip):
     got = prepare_prompt(row, policy, "video").frames
     assert np.array_equal(got, read_video(clip, policy, start=0.0, end=1.0).frames)
     assert not np.array_equal(got, read_video(clip, policy).frames)
+
+
+def test_training_and_evaluation_read_the_same_frames_for_a_windowed_row(clip):
+    """One row -> frames path: the trainer's prompt cache and evaluation apply `meta["window"]` alike."""
+    from vvkit.evaluate import prepare_prompt
+    from vvkit.rollout import load_clips
+
+    policy = FramePolicy.from_dict(FRAMES)
+    row = Row("w", clip, "What happens?", "A", "mcq", ["A. x", "B. y"], meta={"window": [0.0, 1.0]})
+    (train_frames, fps), = load_clips(row.to_dict(), policy)
+    assert np.array_equal(train_frames, prepare_prompt(row, policy, "video").frames)
+    assert fps == prepare_prompt(row, policy, "video").fps

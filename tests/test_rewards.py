@@ -309,7 +309,8 @@ def test_reward_config_round_trip():
     from vvkit.config import ConfigError, RewardConfig, from_dict
 
     cfg = from_dict(RewardConfig, {"reward_funcs": ["format", "accuracy"], "reward_weights": [0.5, 1.0], "gate": "add"})
-    assert R.reward_settings(cfg)["gate"] == "add"
+    assert cfg.settings()["gate"] == "add" and "reward_funcs" not in cfg.settings()
+    assert R.DEFAULT_SETTINGS["gate"] == RewardConfig().gate  # one home for every default
     with pytest.raises(ConfigError, match="reward_weights"):
         from_dict(RewardConfig, {"reward_funcs": ["format"], "reward_weights": [1.0, 1.0]})
 

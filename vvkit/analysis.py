@@ -88,17 +88,30 @@ def _save(fig: Any, path: Path | None) -> Any:
     return fig
 
 
+def smooth(values: pd.Series, window: int | None = None) -> pd.Series:
+    """A centred rolling mean (window ~ 5% of the steps, at least 1): per-step GRPO rewards are noisy."""
+    window = window or max(1, len(values) // 20)
+    return values.rolling(window, min_periods=1, center=True).mean()
+
+
 def _panel(ax: Any, df: pd.DataFrame, cols: Sequence[str], title: str, ylabel: str, labels: dict | None = None) -> None:
-    for c in cols:
-        ax.plot(df.index, df[c], marker="." if len(df) < 30 else None, label=(labels or {}).get(c, c))
+    """One curve per column, smoothed over a faint raw trace; the all-tasks curve (no '/') is drawn last, black."""
+    for c in sorted(cols, key=lambda c: "/" not in c):
+        overall = "/" not in c and len(cols) > 1
+        kw = {"color": "black", "lw": 2.2, "zorder": 5} if overall else {"lw": 1.4}
+        line, = ax.plot(df.index, smooth(df[c]), label=(labels or {}).get(c, c), **kw)
+        if len(df) >= 30:
+            ax.plot(df.index, df[c], color=line.get_color(), alpha=0.15, lw=0.8)
     if not cols:
         ax.text(0.5, 0.5, "not logged", ha="center", va="center", transform=ax.transAxes, color="grey")
-    ax.set(title=title, xlabel="step", ylabel=ylabel)
+    ax.set(title=title + (" (smoothed)" if len(df) >= 30 and cols else ""), xlabel="step", ylabel=ylabel)
+    ax.grid(alpha=0.3)
     if len(cols) > 1:
-        ax.legend(fontsize=8)
+        ax.legend(fontsize=9)
 
 
-def plot_training(df: pd.DataFrame, fig_dir: str | os.PathLike | None = None, stage: str = "grpo") -> dict[str, Any]:
+def plot_training(df: pd.DataFrame, fig_dir: str | os.PathLike | None = None, stage: str = "grpo",
+                  prefix: str = FIG_PREFIX) -> dict[str, Any]:
     """Five figures of a GRPO log: reward per task, format rate, completion length, KL and entropy, and the share of
     groups whose rewards are all equal (no advantage, no gradient); saved as PNG in `fig_dir` when given."""
     import matplotlib.pyplot as plt
@@ -107,7 +120,7 @@ def plot_training(df: pd.DataFrame, fig_dir: str | os.PathLike | None = None, st
     out = {}
 
     def path(name: str) -> Path | None:
-        return fig_dir / f"{FIG_PREFIX}{stage}_{name}.png" if fig_dir is not None else None
+        return fig_dir / f"{prefix}{stage}_{name}.png" if fig_dir is not None else None
 
     fig, ax = plt.subplots(figsize=(7, 4))
     tasks = _columns(df, "reward/")
@@ -200,6 +213,25 @@ def plot_diagnostics(table: pd.DataFrame, path: str | os.PathLike | None = None,
 # ---- completions viewer ---------------------------------------------------------------------------------------
 
 VIEW_COLUMNS = ("step", "policy", "condition", "id", "problem_type", "solution", "completion", "reward", "score")
+
+
+def completions_table(policy: Any, rows: Sequence[Any], frames: dict, label: str, temperature: float = 1.0,
+                      max_new_tokens: int = 64, seed: int = 0) -> pd.DataFrame:
+    """One sampled completion per row from a policy folder, scored by the training rewards' scorer: what the
+    policy writes before and after a stage (the same row -> frames -> prompt -> generate path as training)."""
+    import torch
+
+    from vvkit.model import load_policy
+    from vvkit.rewards import score_completion
+    from vvkit.rollout import sample_rows
+
+    model, processor = load_policy(policy)
+    torch.manual_seed(seed)
+    texts = [t[0] for t in sample_rows(model, processor, rows, frames, temperature=temperature,
+                                       max_new_tokens=max_new_tokens)]
+    rewards = [score_completion(t, r.to_dict())["reward"] for t, r in zip(texts, rows)]
+    return pd.DataFrame({"task": [r.problem_type for r in rows], "solution": [r.solution for r in rows],
+                         label: texts, "reward": [None if x is None else round(x, 3) for x in rewards]})
 
 
 def completions_html(records: Sequence[dict], title: str = "completions") -> str:

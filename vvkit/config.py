@@ -1,8 +1,11 @@
-"""Typed configs, one dataclass per notebook stage, filled strictly from `params/*.yaml`.
+"""Typed configs, the only home of every default, filled strictly from `params/*.yaml`.
 
 A params file has one section per numbered notebook (`data_synthesis`, `reward_design`, `grpo_training`,
-`analysis`) plus the shared `run` and `frames` sections. Unknown keys and wrong types are errors that name the
-file, the section and the key, as nanoGPT's configurator does, but with dataclasses instead of `exec`.
+`analysis`) plus the shared sections every stage reads: `run` (name, seed, policy), `frames` (the one FramePolicy)
+and `rewards` (the reward set, the format gate and the judge: training and evaluation score the same way). A
+preset overrides defaults; notebooks receive the resolved sections (`stage_config`). Unknown keys and wrong types
+are errors that name the file, the section and the key, as nanoGPT's configurator does, but with dataclasses.
+`TrainConfig` (a `trl.GRPOConfig`) lives in `vvkit.train_config` so that this module imports no TRL.
 """
 from __future__ import annotations
 
@@ -15,8 +18,10 @@ from typing import Any
 
 import yaml
 
-# Keys every notebook receives (see `vvkit.run`): the run folder, the seed, the one frame policy, the policy path.
+# Keys every stage config carries (see `stage_config`): the run folder, the seed, the frame policy, the policy path.
 SHARED_KEYS = ("run_dir", "seed", "frames", "policy")
+# Sections that are not a notebook's: read by every stage.
+SHARED_SECTIONS = ("run", "frames", "rewards")
 
 # The `run` section: what the runner itself needs, not passed to notebooks except `seed` and `policy`.
 RUN_KEYS = {
@@ -72,11 +77,6 @@ def from_dict(cls: type, d: dict, where: str = "params") -> Any:
         if tp is not None and not _type_ok(v, tp):
             raise ConfigError(f"{where}: key {k!r} = {v!r} should be of type {tp}")
     return cls(**d)
-
-
-def field_help(cls: type) -> dict[str, str]:
-    """Help text of every field (shown by `vvkit run --help-params`)."""
-    return {f.name: f.metadata.get("help", "") for f in dataclasses.fields(cls)}
 
 
 def _f(default: Any = dataclasses.MISSING, help: str = "", **kw: Any) -> Any:
@@ -142,8 +142,11 @@ class SynthConfig(SharedConfig):
 
 
 @dataclass
-class RewardConfig(SharedConfig):
-    """Notebook 02: which rewards GRPO sums, how the format gate combines, which judge scores free text (paper §4)."""
+class RewardConfig:
+    """The shared `rewards` section: which rewards GRPO sums, how the format gate combines, which judge scores free
+    text (paper §4). Notebooks 02, 03 and 04 all read it, so training and evaluation score the same way; a stage may
+    override single keys with its own `rewards:` mapping. Field names are the keyword names of
+    `vvkit.rewards.get_reward_funcs` and `vvkit.rewards.make_judge`."""
 
     reward_funcs: list = _f(["accuracy"], "Reward names (vvkit.rewards.REWARDS); the paper registers 'accuracy' only.")
     reward_weights: list | None = _f(None, "One weight per reward (TRL reward_weights); None = all 1.0.")
@@ -173,64 +176,108 @@ class RewardConfig(SharedConfig):
     judge_mixvid_threshold: float = _f(0.5, "Offline judge: cosine for a MixVidQA answer to count as true.")
     judge_entail_threshold: float = _f(0.5, "Offline judge: cosine for one caption event to entail another (AutoDQ).")
     judge_lexicon: bool = _f(True, "Offline judge: use the toy-world contradiction lexicon (colours, shapes, verbs).")
-    max_rows: int = _f(40, "Held-out rows scored when comparing the judge with exact answers.")
 
     def __post_init__(self) -> None:
-        from vvkit.rewards.registry import REWARDS, check_settings, reward_settings
+        from vvkit.rewards.registry import REWARDS, check_settings
 
         unknown = [n for n in self.reward_funcs if n not in REWARDS and ":" not in n]
         if unknown:
-            raise ConfigError(f"reward_design: unknown reward_funcs {unknown}; known: {sorted(REWARDS)}")
+            raise ConfigError(f"rewards: unknown reward_funcs {unknown}; known: {sorted(REWARDS)}")
         if self.reward_weights is not None and len(self.reward_weights) != len(self.reward_funcs):
-            raise ConfigError(f"reward_design: {len(self.reward_weights)} reward_weights for "
+            raise ConfigError(f"rewards: {len(self.reward_weights)} reward_weights for "
                               f"{len(self.reward_funcs)} reward_funcs; give one weight per reward or null")
         try:
-            check_settings(reward_settings(self))
+            check_settings(self.settings())
         except (KeyError, ValueError) as e:
-            raise ConfigError(f"reward_design: {e}") from None
+            raise ConfigError(f"rewards: {e}") from None
+
+    def settings(self, run_dir: str | None = None) -> dict[str, Any]:
+        """Keyword settings for `get_reward_funcs` / `make_judge` (all fields but the reward list and weights); with
+        `run_dir`, the judge cache defaults to the run's `rewards/judge_cache.sqlite`."""
+        d = {k: v for k, v in dataclasses.asdict(self).items() if k not in ("reward_funcs", "reward_weights")}
+        if d["judge_cache"] is None and run_dir:
+            from vvkit.run import RunDir
+
+            d["judge_cache"] = str(RunDir(run_dir).judge_cache)
+        return d
 
 
 @dataclass
-class AnalysisConfig(SharedConfig):
-    """Notebook 04: evaluation before and after GRPO, grounding diagnostics, benchmarks, the report."""
+class RewardDesignConfig(SharedConfig):
+    """Notebook 02: the reward playground. The rewards themselves come from the shared `rewards` section."""
 
+    rewards: dict = _f({}, "The resolved shared `rewards` section (RewardConfig fields); set by stage_config.")
+    max_rows: int = _f(40, "Held-out rows scored when comparing the judge with exact answers.")
+
+    def reward_config(self) -> RewardConfig:
+        return from_dict(RewardConfig, dict(self.rewards), where="rewards")
+
+
+@dataclass
+class EvalConfig:
+    """Decoding and scoring settings of one evaluation (paper §6: greedy, up to 2,048 new tokens); every field is
+    recorded in the results header that decides whether a folder may be resumed."""
+
+    frames: dict = _f({}, "FramePolicy fields of the evaluated clips.")
+    batch_size: int = _f(16, "Prompts per batched generate during evaluation.")
+    max_new_tokens: int = _f(2048, "Decoding budget per answer (paper: 2048; presets for the tiny policy set fewer).")
+    do_sample: bool = _f(False, "Sample instead of greedy decoding (the paper evaluates greedy).")
+    temperature: float = _f(1.0, "Sampling temperature when do_sample is true.")
+    top_p: float = _f(1.0, "Nucleus sampling when do_sample is true.")
+    seed: int = _f(0, "Shuffled-frame permutations (and sampling when do_sample).")
+    prompt_style: str = _f("reason", "'reason' (think/answer template, the kit's) or 'plain' (the benchmark's own "
+                                     "instruction, how base models are evaluated in the paper's tables).")
+    rewards: dict = _f({}, "The shared `rewards` settings: the judge and open_ended_metric used to score answers.")
+    progress: bool = _f(True, "Show a progress bar while generating.")
+
+    def decoding(self) -> dict:
+        """The settings that decide the generated text (recorded in every results header)."""
+        d = {"do_sample": self.do_sample, "max_new_tokens": self.max_new_tokens, "prompt_style": self.prompt_style}
+        if self.do_sample:
+            d.update(temperature=self.temperature, top_p=self.top_p)
+        return d
+
+    def reward_config(self) -> RewardConfig:
+        return from_dict(RewardConfig, dict(self.rewards), where="rewards")
+
+
+@dataclass
+class AnalysisConfig(SharedConfig, EvalConfig):
+    """Notebook 04: evaluation before and after GRPO, grounding diagnostics, benchmarks, the report. Its decoding
+    fields are EvalConfig's, so `vvkit.evaluate.evaluate(policy, rows, cfg)` takes it as it is."""
+
+    frames: dict = _f({}, "FramePolicy fields (the shared `frames` section).")
+    seed: int = _f(0, "Seed for shuffled-frame permutations and sampling.")
     compare: list = _f(["warm_start", "grpo"], "Policies to evaluate: 'base' (the starting policy), 'warm_start' "
                        "(the policy GRPO started from), 'grpo' (the trained one), other names under <run_dir>/train, "
                        "or policy folders.")
     eval_data: str | None = _f(None, "Held-out rows (JSONL); None = <run_dir>/data/test.jsonl.")
     max_rows: int | None = _f(None, "Evaluate at most this many held-out rows (None = all).")
-    batch_size: int = _f(16, "Prompts per batched generate during evaluation.")
-    max_new_tokens: int = _f(48, "Decoding budget per answer (the paper allows 2048; the tiny policy needs few).")
-    do_sample: bool = _f(False, "Sample instead of greedy decoding (the paper evaluates greedy).")
-    temperature: float = _f(1.0, "Sampling temperature when do_sample is true.")
     diagnostics: list = _f(["video", "shuffled", "blank", "no_video"], "Grounding conditions to evaluate for every "
                            "compared policy; ['video'] = plain evaluation only.")
     grounding_margin: float = _f(0.05, "Warn when the video beats the best no-video condition by less than this.")
     benchmarks: dict = _f({}, "Optional local benchmark copies: {name: {format, path, video_root, frames, max_rows}}, "
                           "format one of videomme, mvbench, dream1k, nextqa.")
-    judge: str | dict = _f("offline", "Judge: 'offline' (embeddings), 'http', or reward_design judge settings "
-                           "{judge: http, judge_base_url: ..., judge_model: ...} (vvkit.rewards.get_judge).")
-    open_ended_metric: str = _f("judge", "Score for open_ended rows: judge, rouge_mean, rouge_l or embedding.")
     n_completions: int = _f(24, "Completions shown in the viewer and written to completions.html, predictions.html.")
 
     def __post_init__(self) -> None:
-        conditions = ("video", "shuffled", "blank", "no_video")  # vvkit.evaluate.CONDITIONS
-        bad = [c for c in self.diagnostics if c not in conditions]
+        from vvkit.rollout import CONDITIONS
+
+        bad = [c for c in self.diagnostics if c not in CONDITIONS]
         if bad or "video" not in self.diagnostics:
-            raise ConfigError(f"analysis.diagnostics = {self.diagnostics}: use conditions from {list(conditions)}, "
+            raise ConfigError(f"analysis.diagnostics = {self.diagnostics}: use conditions from {list(CONDITIONS)}, "
                               f"including 'video' (the plain evaluation the others are compared with)")
         if not self.compare:
             raise ConfigError("analysis.compare is empty; name at least one policy, e.g. [warm_start, grpo]")
-        metrics = ("judge", "rouge_mean", "rouge_l", "embedding")  # vvkit.rewards.tasks.OPEN_ENDED_METRICS
-        if self.open_ended_metric not in metrics:
-            raise ConfigError(f"analysis.open_ended_metric = {self.open_ended_metric!r}; choose one of {list(metrics)}")
+        if self.prompt_style not in ("reason", "plain"):  # vvkit.prompts.PROMPT_STYLES
+            raise ConfigError(f"analysis.prompt_style = {self.prompt_style!r}; use 'reason' or 'plain'")
 
 
-# Section name in params/*.yaml -> "module:Class" of its config (imported lazily to keep `vvkit run` fast).
+# Section name in params/*.yaml -> "module:Class" of its config (imported lazily: TrainConfig imports TRL).
 SECTION_CONFIGS: dict[str, str] = {
     "data_synthesis": "vvkit.config:SynthConfig",
-    "reward_design": "vvkit.config:RewardConfig",
-    "grpo_training": "vvkit.config:TrainConfig",
+    "reward_design": "vvkit.config:RewardDesignConfig",
+    "grpo_training": "vvkit.train_config:TrainConfig",
     "analysis": "vvkit.config:AnalysisConfig",
 }
 
@@ -238,18 +285,16 @@ SECTION_CONFIGS: dict[str, str] = {
 def section_config(section: str) -> type:
     """The dataclass that validates one params section."""
     if section not in SECTION_CONFIGS:
-        raise ConfigError(f"unknown params section {section!r}; known: {sorted(SECTION_CONFIGS)}")
+        raise ConfigError(f"unknown params section {section!r}; known: {sorted(SECTION_CONFIGS)} and the shared "
+                          f"sections {list(SHARED_SECTIONS)}")
     mod, _, name = SECTION_CONFIGS[section].partition(":")
     import importlib
 
-    module = importlib.import_module(mod)
-    if not hasattr(module, name):
-        raise ConfigError(f"section {section!r}: {mod}.{name} is not defined")
-    return getattr(module, name)
+    return getattr(importlib.import_module(mod), name)
 
 
-def load_params(path: str | Path) -> dict:
-    """Read and validate a params file: every section and key must be known, every value well typed."""
+def read_params(path: str | Path) -> dict:
+    """The raw mapping of a params file, with a named error for a missing file or bad YAML."""
     path = Path(path)
     if not path.exists():
         raise ConfigError(f"{path}: params file not found (presets live in params/, e.g. params/default.yaml)")
@@ -259,143 +304,69 @@ def load_params(path: str | Path) -> dict:
         raise ConfigError(f"{path}: not valid YAML: {e}") from None
     if not isinstance(params, dict):
         raise ConfigError(f"{path}: top level must be a mapping of sections")
+    return params
+
+
+def stage_config(params: dict, section: str, run_dir: str | Path | None = None, overrides: dict | None = None,
+                 where: str = "params") -> Any:
+    """The resolved config of one stage: its section over the dataclass defaults, the shared keys (`run.seed`,
+    `run.policy`, `frames`) and, for stages that score, the shared `rewards` section with the stage's own `rewards:`
+    keys over it; `overrides` (a notebook's knobs, `--set`) win. Every unknown key is an error naming it."""
+    cls = section_config(section)
+    run = params.get("run") or {}
+    values = dict(params.get(section) or {})
+    if not isinstance(values, dict):
+        raise ConfigError(f"{where}: section {section!r} must be a mapping")
+    values.update(overrides or {})
+    clash = sorted(set(values) & set(SHARED_KEYS) - {"run_dir"})
+    if clash:
+        raise ConfigError(f"{where}: section {section!r} sets shared key(s) {clash}; set them under 'run' / 'frames'")
+    names = {f.name for f in dataclasses.fields(cls) if f.init}
+    shared = {"run_dir": str(run_dir or Path("runs") / str(run.get("name", "interactive"))),
+              "seed": int(run.get("seed", 0)), "frames": dict(params.get("frames") or {}), "policy": run.get("policy")}
+    if "rewards" in names:
+        own = values.pop("rewards", None) or {}
+        if not isinstance(own, dict):
+            raise ConfigError(f"{where}: {section}.rewards must be a mapping of reward settings")
+        rewards = {**(params.get("rewards") or {}), **own}
+        from_dict(RewardConfig, rewards, where=f"{where}: section 'rewards'")
+        shared["rewards"] = rewards
+    return from_dict(cls, {**{k: v for k, v in shared.items() if k in names}, **values},
+                     where=f"{where}: section {section!r}")
+
+
+def load_params(path: str | Path) -> dict:
+    """Read and validate a params file: every section and key must be known, every value well typed."""
+    params = read_params(path)
     run = params.get("run", {}) or {}
     unknown = sorted(set(run) - set(RUN_KEYS))
     if unknown:
         raise ConfigError(f"{path}: section 'run': unknown key(s) {unknown}; valid: {sorted(RUN_KEYS)}")
     from vvkit.video import FramePolicy
 
-    frames = params.get("frames", {}) or {}
     try:
-        FramePolicy.from_dict(frames)
+        FramePolicy.from_dict(params.get("frames", {}) or {})
     except (TypeError, ValueError) as e:
         raise ConfigError(f"{path}: section 'frames': {e}") from None
-    for section, values in params.items():
-        if section in ("run", "frames"):
-            continue
-        cls = section_config(section)
-        values = values or {}
-        if not isinstance(values, dict):
-            raise ConfigError(f"{path}: section {section!r} must be a mapping")
-        clash = sorted(set(values) & set(SHARED_KEYS))
-        if clash:
-            raise ConfigError(f"{path}: section {section!r} sets shared key(s) {clash}; set them under 'run'/'frames'")
-        shared = {"run_dir": "runs/check", "seed": int(run.get("seed", 0)), "frames": frames, "policy": run.get("policy")}
-        from_dict(cls, {**shared, **values}, where=f"{path}: section {section!r}")
+    from_dict(RewardConfig, dict(params.get("rewards") or {}), where=f"{path}: section 'rewards'")
+    for section in params:
+        if section not in SHARED_SECTIONS:
+            stage_config(params, section, run_dir="runs/check", where=str(path))
     return params
 
 
-# ---------------------------------------------------------------------------------------------------------------
-# TrainConfig (notebook 03, `python -m vvkit.train`): trl.GRPOConfig plus vvkit's fields.
-# Importing trl costs ~5 s, so the class is defined on first access (PEP 562 module __getattr__); it still lives at
-# `vvkit.config.TrainConfig`, which is what pickled checkpoints (training_args.bin) refer to.
-# ---------------------------------------------------------------------------------------------------------------
-
-
-def _define_train_config() -> type:
-    """Build `TrainConfig(trl.GRPOConfig)`: only vvkit's fields are new; every GRPOConfig field stays settable."""
-    import torch
-    from trl import GRPOConfig
-
-    @dataclass
-    class TrainConfig(GRPOConfig):
-        """GRPO on video (paper §5): TRL's GRPOConfig, the frame policy, rewards, data and vvkit's options.
-
-        TRL counts `per_device_train_batch_size` in completions, so prompts per optimizer step =
-        per_device_train_batch_size x gradient_accumulation_steps x processes / num_generations (see `prompts_per_step`).
-        """
-
-        # ---- shared keys (every notebook receives them) ----
-        run_dir: str = _f("runs/interactive", "Run folder; outputs go to <run_dir>/train/{warm_start,grpo}.")
-        frames: dict = _f({}, "FramePolicy fields for training videos (fps, nframes, min/max_frames, pixels, backend).")
-        policy: str | None = _f(None, "Starting policy folder; None = the tiny offline policy at <run_dir>/policy/tiny.")
-        # ---- data ----
-        train_data: str | None = _f(None, "Training rows (JSONL); None = <run_dir>/data/train.jsonl.")
-        eval_data: str | None = _f(None, "Held-out rows for TRL's eval loop (used when eval_strategy != 'no'); "
-                                         "None = <run_dir>/data/test.jsonl.")
-        max_train_rows: int | None = _f(None, "Use at most this many training rows (None = all).")
-        # ---- rewards ----
-        reward_funcs: list = _f(["accuracy"], "Reward names from vvkit.rewards (summed with reward_weights).")
-        gate: str = _f("multiply", "Format gate: 'multiply' (paper §4: R = R_format x R_task), 'add' (Video-R1) "
-                                   "or 'none'.")
-        reward_settings: dict = _f({}, "Other vvkit.rewards settings, passed through: judge ('offline' | 'http'), "
-                                       "judge_base_url, judge_model, caption_alpha, open_ended_metric, ...")
-        # ---- model options ----
-        lora: dict | None = _f(None, "peft LoraConfig fields (e.g. {r: 8, lora_alpha: 16, target_modules: "
-                                     "[q_proj, v_proj]}); None = full fine-tuning.")
-        freeze_vision: bool = _f(False, "Freeze the vision tower (and its merger); only the language model learns.")
-        # ---- T-GRPO (Video-R1 temporal contrast) ----
-        tgrpo: bool = _f(False, "T-GRPO: also sample on frame-shuffled clips and reward correct ordered answers "
-                                "when ordered accuracy >= tgrpo_ratio x shuffled accuracy (Video-R1).")
-        tgrpo_alpha: float = _f(0.3, "T-GRPO bonus added to each correct ordered completion (Video-R1: 0.3).")
-        tgrpo_ratio: float = _f(1.0, "T-GRPO ratio (Video-R1 code: 0.8; its maintainers say 1.0 was intended).")
-        tgrpo_reward: str | None = _f(None, "Reward measuring correctness for T-GRPO; None = the first reward_funcs.")
-        # ---- difficulty filter (paper §3) ----
-        difficulty_filter_k: int = _f(0, "Before RL, sample k completions per row and drop rows where all k are "
-                                         "correct (paper: k=5 at T=1.0); 0 = off.")
-        difficulty_filter_temperature: float = _f(1.0, "Sampling temperature of the difficulty filter.")
-        # ---- SFT warm start (not in the paper; Video-R1 does an SFT cold start) ----
-        sft_steps: int = _f(0, "SFT warm-start steps on template reasoning before RL; 0 = start RL directly.")
-        sft_lr: float = _f(1e-3, "SFT warm-start learning rate (1e-3 suits the tiny policy; far lower for 7B).")
-        sft_batch_size: int = _f(8, "SFT warm-start rows per step.")
-        sft_answer: str = _f("letter", "Warm-start answer to multiple choice: 'letter' (B) or 'text' (the option's "
-                                       "words, e.g. red, which the parser maps to the letter, so RL need not learn "
-                                       "the word-to-letter lookup).")
-        # ---- logging ----
-        save_completions: int = _f(8, "Completions per step written to <output_dir>/completions.jsonl (0 = none).")
-
-        # ---- GRPOConfig / TrainingArguments defaults that differ for vvkit ----
-        output_dir: str | None = _f(None, "Checkpoints and logs; None = <run_dir>/train/grpo.")
-        bf16: bool | None = _f(None, "bf16 mixed precision; None = on when a bf16-capable GPU is present.")
-        use_cpu: bool | None = _f(None, "Train on CPU; None = on when no GPU is present.")
-        activation_checkpointing: bool | None = _f(False, "Recompute activations in backward (on for 7B, off for tiny).")
-        gradient_checkpointing: bool | None = _f(None, "Deprecated transformers alias of activation_checkpointing.")
-        logging_steps: float = _f(1, "Log metrics every N optimizer steps.")
-        save_steps: float = _f(50, "Save a checkpoint (with the resolved config) every N optimizer steps.")
-        report_to: Any = _f("tensorboard", "Trainer integrations; TensorBoard logs go to <output_dir>/tensorboard.")
-
-        def __post_init__(self) -> None:
-            if self.output_dir is None:
-                self.output_dir = str(Path(self.run_dir) / "train" / "grpo")
-            has_gpu = torch.cuda.is_available()
-            if self.use_cpu is None:
-                self.use_cpu = not has_gpu
-            if self.bf16 is None:
-                self.bf16 = bool(has_gpu and not self.use_cpu and torch.cuda.is_bf16_supported())
-            if self.gate not in ("multiply", "add", "none"):
-                raise ConfigError(f"grpo_training.gate = {self.gate!r}; use 'multiply', 'add' or 'none'")
-            if "gate" in self.reward_settings:
-                raise ConfigError("grpo_training.reward_settings sets 'gate'; set grpo_training.gate instead")
-            if self.sft_answer not in ("letter", "text"):  # vvkit.train.SFT_ANSWERS
-                raise ConfigError(f"grpo_training.sft_answer = {self.sft_answer!r}; use 'letter' or 'text'")
-            if self.difficulty_filter_k < 0 or self.sft_steps < 0:
-                raise ConfigError("grpo_training: difficulty_filter_k and sft_steps must be >= 0 (0 = off)")
-            if self.lora is not None and not isinstance(self.lora, dict):
-                raise ConfigError(f"grpo_training.lora must be a mapping of peft LoraConfig fields or null, "
-                                  f"got {self.lora!r}")
-            super().__post_init__()
-            if self.reward_weights is not None and len(self.reward_weights) != len(self.reward_funcs):
-                raise ConfigError(f"grpo_training: {len(self.reward_weights)} reward_weights for "
-                                  f"{len(self.reward_funcs)} reward_funcs {self.reward_funcs}; give one per reward")
-
-        def prompts_per_step(self) -> float:
-            """Distinct prompts per optimizer step (TRL batches count completions, not prompts)."""
-            return self.per_device_train_batch_size * self.gradient_accumulation_steps * self.world_size / (
-                self.num_generations
-            )
-
-        def vvkit_fields(self) -> dict:
-            """The fields vvkit adds to GRPOConfig, as a plain dict."""
-            base = {f.name for f in dataclasses.fields(GRPOConfig)}
-            return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name not in base}
-
-    TrainConfig.__module__ = __name__
-    TrainConfig.__qualname__ = "TrainConfig"
-    globals()["TrainConfig"] = TrainConfig
-    return TrainConfig
-
-
-def __getattr__(name: str) -> Any:
-    if name == "TrainConfig":
-        return _define_train_config()
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+def parse_overrides(items: list[str]) -> dict:
+    """`KEY=VALUE` strings (YAML values) as a dict; "5e-5" reads as a number, as a user means it."""
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"--set {item!r}: expected KEY=VALUE, e.g. --set max_steps=10")
+        value = yaml.safe_load(value)
+        if isinstance(value, str):  # YAML 1.1 reads "5e-5" as text; a number was meant
+            try:
+                value = float(value)
+            except ValueError:
+                pass
+        out[key] = value
+    return out

@@ -10,8 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
-from vvkit.evaluate import (CONDITIONS, NO_INFO_CONDITIONS, EvalResult, GenerateFn, as_eval_config, evaluate,
-                            make_judge, policy_pair)
+from vvkit.evaluate import (CONDITIONS, NO_INFO_CONDITIONS, EvalResult, GenerateFn, evaluate, make_judge,
+                            policy_pair)
 from vvkit.schema import Row
 
 
@@ -65,7 +65,6 @@ def diagnose(policy: Any, rows: Sequence[Row], cfg: Any, out_dir: str | os.PathL
     unknown = [c for c in conditions if c not in CONDITIONS]
     if unknown:
         raise ValueError(f"unknown condition(s) {unknown}; choose from {CONDITIONS}")
-    cfg = as_eval_config(cfg)
     path = None
     if isinstance(policy, (str, os.PathLike)):
         path = str(Path(policy).resolve())

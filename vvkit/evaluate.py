@@ -1,69 +1,34 @@
 """Batched, resumable evaluation of a policy on vvkit rows (grounding diagnostics build on it: vvkit.diagnostics).
 
 Protocol (paper §6): greedy decoding, answers parsed and judged by the same code as the training rewards
-(`vvkit.rewards.score_completion`), metrics per task: MCQ accuracy, open-ended judge score, DarkEventInfer mean and
-sum of 0/1/2, MixVidQA accuracy, caption AutoDQ precision/recall/F1, and the format rate. Every result file records
-the frame policy, PROMPT_VERSION, the decoding settings and the policy, so a number can be reproduced (the most
-requested fix in Video-R1's issues, #11, #47). `prepare_prompt` builds the four input conditions (real, shuffled,
-blank, no video) that `vvkit.diagnostics.diagnose` compares.
+(`vvkit.rewards.score_batch`), metrics per task: MCQ accuracy, open-ended judge score, DarkEventInfer mean and
+sum of 0/1/2, MixVidQA accuracy, caption AutoDQ precision/recall/F1, and the format rate. Prompts go through the same
+row -> frames -> prompt -> generate path as training (`vvkit.rollout`). Every result file records the frame policy,
+PROMPT_VERSION, the decoding settings, the scoring settings and the policy, so a number can be reproduced (the most
+requested fix in Video-R1's issues, #11, #47).
 """
 from __future__ import annotations
 
-import dataclasses
 import math
 import os
 import time
-import zlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from vvkit.config import EvalConfig
 from vvkit.io import append_jsonl, atomic_write_json
+from vvkit.rollout import CONDITIONS, NO_INFO_CONDITIONS, encode_prompt, generate, load_clips, strip_video
 from vvkit.schema import Row
 
-CONDITIONS = ("video", "shuffled", "blank", "no_video")
-NO_INFO_CONDITIONS = ("blank", "no_video")  # conditions that carry nothing about the content of the video
 RESULTS_FILE, PREDICTIONS_FILE = "results.json", "predictions.jsonl"
 # Header keys that must match for a folder to be resumed (batch size changes batching, not the answers asked for).
-RESUME_KEYS = ("policy", "condition", "frames", "prompt_version", "decoding", "judge", "open_ended_metric", "seed")
-
-
-@dataclass
-class EvalConfig:
-    """Decoding and scoring settings of one evaluation (paper §6: greedy, up to 2,048 new tokens)."""
-
-    frames: dict = field(default_factory=dict)  # FramePolicy fields
-    batch_size: int = 8
-    max_new_tokens: int = 2048
-    do_sample: bool = False
-    temperature: float = 1.0
-    top_p: float = 1.0
-    seed: int = 0  # shuffled-frame permutations (and sampling when do_sample)
-    judge: str | dict = "offline"  # "offline", "http", or reward settings {"judge": ..., "judge_base_url": ...}
-    open_ended_metric: str = "judge"  # open_ended rows: the judge's verdict (or rouge_mean / rouge_l / embedding)
-    progress: bool = True
-
-    def decoding(self) -> dict:
-        """The settings that decide the generated text (recorded in every results header)."""
-        d = {"do_sample": self.do_sample, "max_new_tokens": self.max_new_tokens}
-        if self.do_sample:
-            d.update(temperature=self.temperature, top_p=self.top_p)
-        return d
-
-
-def as_eval_config(cfg: Any) -> EvalConfig:
-    """An EvalConfig from an EvalConfig, a dict, or any config with the same field names (e.g. AnalysisConfig)."""
-    if isinstance(cfg, EvalConfig):
-        return cfg
-    names = [f.name for f in dataclasses.fields(EvalConfig)]
-    if isinstance(cfg, dict):
-        unknown = sorted(set(cfg) - set(names))
-        if unknown:
-            raise ValueError(f"EvalConfig: unknown key(s) {unknown}; valid keys: {names}")
-        return EvalConfig(**cfg)
-    return EvalConfig(**{n: getattr(cfg, n) for n in names if hasattr(cfg, n)})
+RESUME_KEYS = ("policy", "condition", "frames", "prompt_version", "decoding", "scoring", "seed")
+# Reward settings that change a score (recorded as the header's "scoring").
+SCORING_KEYS = ("open_ended_metric", "strict_format", "caption_alpha", "judge", "judge_model", "judge_dark_full",
+                "judge_dark_partial", "judge_mixvid_threshold", "judge_entail_threshold", "judge_lexicon")
 
 
 # ---- inputs per condition ---------------------------------------------------------------------------------------
@@ -79,98 +44,28 @@ class Prompt:
     fps: float | None  # sampled fps of the real clip (kept for shuffled/blank so only the pixels change)
 
 
-def row_seed(seed: int, row_id: str) -> np.random.Generator:
-    """A generator fixed by (seed, row id): the same row gets the same shuffle in every run and every batch."""
-    return np.random.default_rng([int(seed), zlib.crc32(row_id.encode())])
-
-
-def condition_frames(frames: np.ndarray, condition: str, rng: np.random.Generator) -> np.ndarray:
-    """Real frames (`video`), a permutation of them (`shuffled`, never the identity when T > 1) or zeros (`blank`)."""
-    if condition == "video":
-        return frames
-    if condition == "shuffled":
-        perm = rng.permutation(len(frames))
-        if len(frames) > 1 and np.array_equal(perm, np.arange(len(frames))):
-            perm = np.roll(perm, 1)
-        return frames[perm]
-    if condition == "blank":
-        return np.zeros_like(frames)
-    raise ValueError(f"condition {condition!r} has frames; choose one of {CONDITIONS}")
-
-
-def strip_video(messages: list[dict]) -> list[dict]:
-    """The same chat without its video parts (the no-video condition: the prompt text alone)."""
-    out = []
-    for m in messages:
-        content = m["content"]
-        if isinstance(content, list):
-            content = [p for p in content if p.get("type") != "video"]
-        out.append({**m, "content": content})
-    return out
-
-
-def prepare_prompt(row: Row, policy: Any, condition: str, seed: int = 0) -> Prompt:
-    """Decode the row's video through the frame policy (edits, and `meta["window"]` = [start, end] seconds as MVBench
-    gives, applied) and apply `condition`."""
+def prepare_prompt(row: Row, policy: Any, condition: str, seed: int = 0, prompt_style: str = "reason") -> Prompt:
+    """The row's frames under `condition` (`vvkit.rollout.load_clips`: edits and `meta["window"]` applied) and
+    its chat messages."""
     from vvkit.prompts import row_to_messages
 
-    if condition not in CONDITIONS:
-        raise ValueError(f"condition {condition!r} unknown; choose one of {CONDITIONS}")
-    messages = row_to_messages(row)
-    if condition == "no_video":
+    messages = row_to_messages(row, style=prompt_style)
+    clips = load_clips(row, policy, condition, seed)
+    if not clips:
         return Prompt(row, condition, strip_video(messages), None, None)
-    from vvkit.video import read_video
-
-    start, end = row.meta.get("window") or (None, None)
-    clip = read_video(row.video, policy, start=start, end=end, edits=row.edits)
-    frames = condition_frames(clip.frames, condition, row_seed(seed, row.id))
-    return Prompt(row, condition, messages, frames, float(clip.sampled_fps))
+    (frames, fps), = clips
+    return Prompt(row, condition, messages, frames, fps)
 
 
 # ---- generation ---------------------------------------------------------------------------------------------------
 
 def generate_answers(model: Any, processor: Any, batch: Sequence[Prompt], gen_cfg: EvalConfig) -> list[str]:
-    """One left-padded batched `generate` over prepared prompts; returns the decoded completions.
-
-    Video prompts are encoded exactly as the GRPO rollouts are (`vvkit.trainer.encode_prompt` / `collate_prompts`,
-    real sampled fps); no-video prompts are the same chat without the video part.
-    """
-    import torch
-
-    from vvkit.trainer import collate_prompts, encode_prompt
-
-    tok = processor.tokenizer
-    if any(p.frames is None for p in batch) and any(p.frames is not None for p in batch):
-        raise ValueError("a batch mixes prompts with and without video; evaluate one condition per call")
-    if batch[0].frames is not None:
-        encoded = [encode_prompt(processor, p.messages, [(p.frames, p.fps)]) for p in batch]
-        video_id = tok.convert_tokens_to_ids("<|video_pad|>")
-        image_id = tok.convert_tokens_to_ids("<|image_pad|>")
-        inputs = collate_prompts(encoded, tok.pad_token_id, video_id, image_id)
-    else:
-        texts = [processor.apply_chat_template(p.messages, tokenize=False, add_generation_prompt=True) for p in batch]
-        ids = [tok(t, add_special_tokens=False)["input_ids"] for t in texts]
-        width = max(len(x) for x in ids)
-        input_ids = torch.full((len(ids), width), tok.pad_token_id, dtype=torch.long)
-        mask = torch.zeros((len(ids), width), dtype=torch.long)
-        for i, x in enumerate(ids):  # left padding: generation appends at the right end of every row
-            input_ids[i, width - len(x):] = torch.tensor(x)
-            mask[i, width - len(x):] = 1
-        inputs = {"input_ids": input_ids, "attention_mask": mask, "mm_token_type_ids": torch.zeros_like(input_ids)}
-    device = next(model.parameters()).device
-    inputs = {k: v.to(device) if hasattr(v, "to") else v for k, v in inputs.items()}
-    kwargs = dict(max_new_tokens=gen_cfg.max_new_tokens, do_sample=gen_cfg.do_sample, pad_token_id=tok.pad_token_id)
-    if gen_cfg.do_sample:
-        kwargs.update(temperature=gen_cfg.temperature, top_p=gen_cfg.top_p)
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.inference_mode():
-            out = model.generate(**inputs, **kwargs)
-    finally:
-        if was_training:
-            model.train()
-    return tok.batch_decode(out[:, inputs["input_ids"].shape[1]:], skip_special_tokens=True)
+    """Encode prepared prompts and run the one generation loop (`vvkit.rollout.generate`) over them."""
+    encoded = [encode_prompt(processor, p.messages, [] if p.frames is None else [(p.frames, p.fps)]) for p in batch]
+    temperature = gen_cfg.temperature if gen_cfg.do_sample else 0.0
+    texts = generate(model, processor, encoded, n=1, temperature=temperature, max_new_tokens=gen_cfg.max_new_tokens,
+                     top_p=gen_cfg.top_p, batch_size=len(encoded))
+    return [t[0] for t in texts]
 
 
 GenerateFn = Callable[[Any, Any, Sequence[Prompt], EvalConfig], list[str]]
@@ -226,7 +121,7 @@ def score_batch(prompts: Sequence[Prompt], completions: Sequence[str], judge: An
     rows = [p.row for p in prompts]
     scored = score_texts(list(completions), [r.solution for r in rows], [r.problem_type for r in rows],
                          [r.options for r in rows], [r.problem for r in rows], judge,
-                         open_ended_metric=gen_cfg.open_ended_metric)
+                         open_ended_metric=gen_cfg.reward_config().open_ended_metric)
     recs = []
     for p, text, s in zip(prompts, completions, scored):
         row = p.row
@@ -258,12 +153,17 @@ class EvalResult:
         return {t: m["primary"] for t, m in self.metrics.items() if t != "overall"}
 
 
-def make_judge(cfg: EvalConfig) -> Any:
-    """The judge the rewards would use: `cfg.judge` is "offline", "http", or a dict of reward settings (`judge`,
-    `judge_base_url`, `judge_model`, `judge_dark_full`, ...; see vvkit.rewards.DEFAULT_SETTINGS)."""
-    from vvkit.rewards import get_judge
+def scoring(cfg: EvalConfig) -> dict:
+    """The reward settings that decide a score, for the results header."""
+    settings = cfg.reward_config().settings()
+    return {k: settings[k] for k in SCORING_KEYS}
 
-    return get_judge(**(dict(cfg.judge) if isinstance(cfg.judge, dict) else {"judge": cfg.judge}))
+
+def make_judge(cfg: EvalConfig, run_dir: str | None = None) -> Any:
+    """The judge the rewards use, from the config's shared `rewards` settings (`vvkit.rewards.make_judge`)."""
+    from vvkit.rewards import make_judge as judge_factory
+
+    return judge_factory(**cfg.reward_config().settings(run_dir))
 
 
 def policy_pair(policy: Any) -> tuple[Any, Any, str]:
@@ -320,7 +220,8 @@ def evaluate(policy: Any, rows: Sequence[Row], cfg: Any, out_dir: str | os.PathL
     from vvkit.prompts import PROMPT_VERSION
     from vvkit.video import FramePolicy
 
-    cfg = as_eval_config(cfg)
+    if not isinstance(cfg, EvalConfig):
+        raise TypeError(f"cfg must be an EvalConfig (or AnalysisConfig), got {type(cfg).__name__}")
     if condition not in CONDITIONS:
         raise ValueError(f"condition {condition!r} unknown; choose one of {CONDITIONS}")
     ids = [r.id for r in rows]
@@ -337,8 +238,7 @@ def evaluate(policy: Any, rows: Sequence[Row], cfg: Any, out_dir: str | os.PathL
     default_name = Path(path).parent.name if Path(path).name in ("final", "policy") else Path(path).name
     header = {"policy": path, "policy_name": policy_name or default_name, "condition": condition,
               "frames": frame_policy.to_dict(), "prompt_version": PROMPT_VERSION, "decoding": cfg.decoding(),
-              "batch_size": cfg.batch_size, "judge": cfg.judge, "open_ended_metric": cfg.open_ended_metric,
-              "seed": cfg.seed}
+              "batch_size": cfg.batch_size, "scoring": scoring(cfg), "seed": cfg.seed}
 
     done: dict[str, dict] = {}
     pred_path = Path(out_dir) / PREDICTIONS_FILE if out_dir is not None else None
@@ -356,7 +256,7 @@ def evaluate(policy: Any, rows: Sequence[Row], cfg: Any, out_dir: str | os.PathL
                desc=f"eval {header['policy_name']}/{condition}")
     for start in range(0, len(todo), cfg.batch_size):
         chunk = todo[start:start + cfg.batch_size]
-        prompts = [prepare_prompt(r, frame_policy, condition, cfg.seed) for r in chunk]
+        prompts = [prepare_prompt(r, frame_policy, condition, cfg.seed, cfg.prompt_style) for r in chunk]
         if cfg.do_sample:
             import torch
 
@@ -397,32 +297,27 @@ def load_result(folder: str | os.PathLike) -> EvalResult:
 
 
 def policy_dir(run_dir: str | os.PathLike, name: str, policy: str | None = None) -> Path:
-    """Where a named policy of a run lives (the folder layout of vvkit.train): 'base' = `policy` or the tiny policy
-    at <run_dir>/policy/tiny; 'warm_start' = the policy GRPO started from (train/warm_start/policy, or the base when
-    the run had no SFT warm start); 'grpo' and other stage names = train/<name>/final; anything else, a folder."""
-    import json
+    """Where a named policy of a run lives (`vvkit.run.RunDir.policy`)."""
+    from vvkit.run import RunDir
 
-    run_dir = Path(run_dir)
-    if name == "base":
-        path = Path(policy) if policy else run_dir / "policy" / "tiny"
-    elif name == "warm_start":
-        path = run_dir / "train" / "warm_start" / "policy"
-        cfg_file = run_dir / "train" / "grpo" / "train_config.json"
-        if not path.is_dir() and cfg_file.is_file() and not json.loads(cfg_file.read_text()).get("sft_steps"):
-            base = policy_dir(run_dir, "base", json.loads(cfg_file.read_text()).get("policy") or policy)
-            print(f"[vvkit] warm_start: this run had no SFT warm start (sft_steps=0); GRPO started from {base}")
-            return base
-    elif (run_dir / "train" / name).is_dir():
-        path = run_dir / "train" / name / "final"
-    else:
-        path = Path(name)
-    if not (path / "config.json").is_file():
-        raise FileNotFoundError(f"policy {name!r}: no saved policy at {path} (no config.json). 'base' is built by "
-                                f"notebook 01/03, 'warm_start' and 'grpo' by notebook 03 (vvkit.train.train); or "
-                                f"give a policy folder.")
-    return path
+    return RunDir(run_dir).policy(name, policy)
 
 
-__all__ = ["CONDITIONS", "EvalConfig", "EvalResult", "Prompt", "as_eval_config", "condition_frames", "evaluate",
+def accuracy_hook(rows: Sequence[Row], frames: dict | None, judge: Any = None, max_new_tokens: int = 64) -> Callable:
+    """A `train(..., eval_fn=...)` hook: greedy accuracy and format rate on held-out rows, through the same path."""
+    from vvkit.rewards import score_completion
+    from vvkit.rollout import sample_rows
+
+    def run(model: Any, processor: Any) -> dict:
+        texts = [t[0] for t in sample_rows(model, processor, rows, frames, temperature=0,
+                                           max_new_tokens=max_new_tokens)]
+        scored = [score_completion(t, r.to_dict(), judge) for t, r in zip(texts, rows)]
+        return {"accuracy": float(np.mean([bool(s["correct"]) for s in scored])),
+                "format_rate": float(np.mean([s["format"] for s in scored]))}
+
+    return run
+
+
+__all__ = ["CONDITIONS", "NO_INFO_CONDITIONS", "EvalConfig", "EvalResult", "Prompt", "accuracy_hook", "evaluate",
            "generate_answers", "load_result", "make_judge", "policy_dir", "policy_pair", "prepare_prompt",
-           "strip_video", "summarize"]
+           "summarize"]

@@ -19,11 +19,128 @@ from typing import Any
 
 import yaml
 
-from vvkit.config import SHARED_KEYS, ConfigError, load_params
+from vvkit.config import SHARED_SECTIONS, ConfigError, load_params, stage_config
 from vvkit.io import atomic_write_json, atomic_write_text
 
 NOTEBOOK_RE = re.compile(r"^(\d\d)_([a-z0-9_]+)\.ipynb$")
 KERNEL_NAME = "vvkit"
+
+
+def repo_root(start: str | os.PathLike | None = None) -> Path:
+    """The checkout a notebook runs from: the first folder at or above `start` (default the working folder) that
+    holds `params/` and `notebooks/`. Relative run folders resolve against it, so a kernel started in notebooks/
+    writes to the same runs/ as the command line."""
+    here = Path(start or Path.cwd()).resolve()
+    for folder in (here, *here.parents):
+        if (folder / "params").is_dir() and (folder / "notebooks").is_dir():
+            return folder
+    return here
+
+
+@dataclass(frozen=True)
+class RunDir:
+    """The one owner of the run-folder layout: every path and figure name the library and the notebooks use.
+
+        params.yaml  run.json  report.md  notebooks/  metrics/<notebook>.json  figures/<name>.png
+        data/{train,test}.jsonl, videos/     policy/tiny/     rewards/ (judge cache, playground tables)
+        train/warm_start/{policy/, metrics.jsonl}  train/<stage>/{final/, metrics.jsonl, completions.jsonl}
+        eval/<policy>/<condition>/{results.json, predictions.jsonl}  eval/<policy>/benchmarks/<name>/
+    """
+
+    root: Path
+
+    def __init__(self, root: str | os.PathLike) -> None:
+        root = Path(root)
+        object.__setattr__(self, "root", root if root.is_absolute() else repo_root() / root)
+
+    def __fspath__(self) -> str:
+        return str(self.root)
+
+    # ---- the run itself ----
+    params = property(lambda self: self.root / "params.yaml")
+    state = property(lambda self: self.root / "run.json")
+    report = property(lambda self: self.root / "report.md")
+    notebooks = property(lambda self: self.root / "notebooks")
+    figures = property(lambda self: self.root / "figures")
+
+    def figure(self, name: str) -> Path:
+        """`figures/<name>.png` (names start with the notebook number, e.g. 03_curves)."""
+        return self.figures / f"{name}.png"
+
+    def metrics(self, notebook: str) -> Path:
+        return self.root / "metrics" / f"{notebook}.json"
+
+    # ---- stages ----
+    def data(self, out_dir: str = "data") -> Path:
+        return self.root / out_dir
+
+    def rows(self, split: str, out_dir: str = "data") -> Path:
+        return self.data(out_dir) / f"{split}.jsonl"
+
+    tiny_policy = property(lambda self: self.root / "policy" / "tiny")
+    rewards = property(lambda self: self.root / "rewards")
+    judge_cache = property(lambda self: self.root / "rewards" / "judge_cache.sqlite")
+
+    def stage(self, name: str) -> Path:
+        """`train/<name>`: a training stage's logs and checkpoints (warm_start, grpo, or a comparison arm)."""
+        return self.root / "train" / name
+
+    def stages(self) -> list[Path]:
+        folder = self.root / "train"
+        return sorted(p for p in folder.iterdir() if p.is_dir()) if folder.is_dir() else []
+
+    def final(self, stage: str) -> Path:
+        """Where a stage's trained policy is saved (`load_policy` reads it); the warm start's is `policy/`."""
+        return self.stage(stage) / ("policy" if stage == "warm_start" else "final")
+
+    def eval(self, policy: str, condition: str | None = None) -> Path:
+        return self.root / "eval" / policy / (condition or "")
+
+    def benchmark(self, policy: str, name: str) -> Path:
+        return self.root / "eval" / policy / "benchmarks" / name
+
+    def policy(self, name: str, base: str | None = None) -> Path:
+        """A named policy of the run: 'base' = `base` or the tiny policy; 'warm_start' = the policy GRPO started
+        from (the base when the run had no warm start); a stage name = its final policy; anything else, a folder."""
+        if name == "base":
+            path = Path(base) if base else self.tiny_policy
+        elif name == "warm_start":
+            path = self.final("warm_start")
+            cfg_file = self.stage("grpo") / "train_config.json"
+            if not path.is_dir() and cfg_file.is_file() and not json.loads(cfg_file.read_text()).get("sft_steps"):
+                start = self.policy("base", json.loads(cfg_file.read_text()).get("policy") or base)
+                print(f"[vvkit] warm_start: this run had no SFT warm start; GRPO started from {start}")
+                return start
+        elif self.stage(name).is_dir():
+            path = self.final(name)
+        else:
+            path = Path(name)
+        if not (path / "config.json").is_file():
+            raise FileNotFoundError(f"policy {name!r}: no saved policy at {path} (no config.json). 'base' is built by "
+                                    f"notebook 03, 'warm_start' and 'grpo' by notebook 03 (vvkit.train.train); or "
+                                    f"give a policy folder.")
+        return path
+
+
+DEFAULT_PARAMS = "params/default.yaml"
+
+
+def notebook_config(section: str, params_file: str | os.PathLike | None = None,
+                    run_dir: str | os.PathLike = "runs/interactive", overrides: dict | None = None) -> Any:
+    """A notebook's config: the params file's `section` plus the shared sections, with the notebook's few knobs
+    (`overrides`) over them. `params_file=None` reads the run folder's params.yaml when it has one (so opening a
+    finished run just works), else the offline default preset; `vvkit run` passes the run's params.yaml, so an
+    interactive session and a headless run see the same settings. An unknown key is an error naming it."""
+    from vvkit.config import read_params, stage_config
+
+    if params_file is None:
+        params_file = RunDir(run_dir).params if RunDir(run_dir).params.is_file() else DEFAULT_PARAMS
+    params_file = Path(params_file)
+    if not params_file.is_absolute():
+        params_file = repo_root() / params_file
+    params = read_params(params_file)
+    return stage_config(params, section, run_dir=str(RunDir(run_dir).root), overrides=overrides,
+                        where=f"{params_file} (notebook overrides {sorted(overrides or {})})")
 
 
 class NotebookFailed(RuntimeError):
@@ -51,12 +168,12 @@ def is_interactive() -> bool:
 
 def record_metrics(run_dir: str | os.PathLike, name: str, metrics: dict[str, Any]) -> Path:
     """Write a notebook's headline numbers to `<run_dir>/metrics/<name>.json` (tests and the report read them)."""
-    return atomic_write_json(Path(run_dir) / "metrics" / f"{name}.json", metrics)
+    return atomic_write_json(RunDir(run_dir).metrics(name), metrics)
 
 
 def read_metrics(run_dir: str | os.PathLike) -> dict[str, dict]:
     """All metrics files of a run, by notebook name."""
-    d = Path(run_dir) / "metrics"
+    d = RunDir(run_dir).metrics("x").parent
     return {p.stem: json.loads(p.read_text()) for p in sorted(d.glob("*.json"))} if d.exists() else {}
 
 
@@ -95,16 +212,11 @@ def new_run_dir(name: str, seed: int, root: str | os.PathLike = "runs") -> Path:
 
 
 def notebook_parameters(params: dict, spec: NotebookSpec, run_dir: Path) -> dict:
-    """What one notebook receives: the shared keys plus its own section of the params."""
-    run = params.get("run", {}) or {}
-    shared = {
-        "run_dir": str(run_dir.resolve()),
-        "seed": int(run.get("seed", 0)),
-        "frames": params.get("frames", {}) or {},
-        "policy": run.get("policy"),
-    }
-    assert set(shared) == set(SHARED_KEYS)
-    return {**shared, **(params.get(spec.section) or {})}
+    """What one notebook receives: the run folder's params file and the run folder (the notebook resolves its
+    section with `notebook_config`), and a hash of what it will read, so `--resume` knows when it changed."""
+    used = {k: params.get(k) for k in ("run", "frames", "rewards", spec.section)}
+    return {"params_file": str(RunDir(run_dir).params), "run_dir": str(RunDir(run_dir).root), "overrides": {},
+            "_hash": _params_hash(used)}
 
 
 def _params_hash(p: dict) -> str:
@@ -138,10 +250,11 @@ def run_study(
     """
     import papermill as pm
 
+    _quiet_runner(progress)
     params = load_params(params_path)
     run = params.get("run", {}) or {}
     seed = int(run.get("seed", 0))
-    run_dir = Path(out) if out else new_run_dir(run.get("name", Path(params_path).stem), seed)
+    run_dir = RunDir(out or new_run_dir(run.get("name", Path(params_path).stem), seed)).root
     run_dir.mkdir(parents=True, exist_ok=True)
     specs = find_notebooks(notebooks_dir)
     wanted = only if only is not None else run.get("notebooks")
@@ -151,8 +264,11 @@ def run_study(
         raise FileNotFoundError(f"no numbered notebooks (NN_name.ipynb) to run in {notebooks_dir}")
     _check_kernel()
 
-    atomic_write_text(run_dir / "params.yaml", yaml.safe_dump(params, sort_keys=False))
-    state_path = run_dir / "run.json"
+    for section in params:  # every stage resolves before the first notebook starts
+        if section not in SHARED_SECTIONS:
+            stage_config(params, section, run_dir=str(run_dir), where=str(params_path))
+    atomic_write_text(RunDir(run_dir).params, yaml.safe_dump(params, sort_keys=False))
+    state_path = RunDir(run_dir).state
     state = json.loads(state_path.read_text()) if state_path.exists() else {}
     state.update(seed=seed, code_version=code_version(), params_file=str(params_path), python=sys.version.split()[0])
     state.setdefault("started", time.strftime("%Y-%m-%dT%H:%M:%S"))
@@ -162,12 +278,12 @@ def run_study(
     try:
         for spec in specs:
             nb_params = notebook_parameters(params, spec, run_dir)
-            key, h = spec.path.name, _params_hash(nb_params)
+            key, h = spec.path.name, nb_params.pop("_hash")
             done = state["notebooks"].get(key, {})
             if resume and done.get("status") == "ok" and done.get("params_hash") == h:
                 print(f"[vvkit] {key}: already done in this run folder, skipped (resume)")
                 continue
-            out_nb = run_dir / "notebooks" / key
+            out_nb = RunDir(run_dir).notebooks / key
             out_nb.parent.mkdir(parents=True, exist_ok=True)
             print(f"[vvkit] running {key} -> {out_nb}")
             t0 = time.time()
@@ -176,7 +292,7 @@ def run_study(
             try:
                 pm.execute_notebook(
                     str(spec.path), str(out_nb), parameters=nb_params, kernel_name=KERNEL_NAME,
-                    cwd=str(Path.cwd()), progress_bar=progress, log_output=False,
+                    cwd=str(repo_root()), progress_bar=False, log_output=progress,
                 )
             except pm.PapermillExecutionError as e:
                 state["notebooks"][key] = {"status": "failed", "params_hash": h, "cell": e.exec_count,
@@ -198,14 +314,34 @@ def run_study(
     return run_dir
 
 
+def _quiet_runner(stream: bool) -> None:
+    """Stream what the notebooks print (training steps, evaluation progress) to the terminal, without the framework
+    noise a user cannot act on (jupyter_client's per-kernel TCP warning, papermill's per-cell banners)."""
+    import logging
+    import warnings
+
+    warnings.filterwarnings("ignore", message=".*without encryption.*")
+    log = logging.getLogger("papermill")
+    log.propagate = False
+    if stream and not log.handlers:
+        handler = logging.StreamHandler(sys.stdout)
+        handler.setFormatter(logging.Formatter("  %(message)s"))
+        handler.addFilter(lambda r: not r.getMessage().startswith(("Executing Cell", "Ending Cell", "Executing notebook",
+                                                                     "Input Notebook", "Output Notebook",
+                                                                     "Executing:")))
+        log.addHandler(handler)
+    log.setLevel(logging.INFO if stream else logging.WARNING)
+
+
 def summarize(run_dir: str | os.PathLike) -> str:
     """A few lines for the terminal: where the report is and the headline numbers of each notebook."""
     run_dir = Path(run_dir)
     lines = [f"run folder: {run_dir}"]
-    report = run_dir / "report.md"
+    report = RunDir(run_dir).report
     if report.exists():
         lines.append(f"report:     {report}")
-    state = json.loads((run_dir / "run.json").read_text()) if (run_dir / "run.json").exists() else {}
+    state_file = RunDir(run_dir).state
+    state = json.loads(state_file.read_text()) if state_file.exists() else {}
     for nb, info in state.get("notebooks", {}).items():
         lines.append(f"  {nb}: {info.get('status')} in {info.get('seconds', '?')} s")
     for name, metrics in read_metrics(run_dir).items():
@@ -220,6 +356,6 @@ def _fmt(v: Any) -> str:
 
 
 __all__ = [
-    "ConfigError", "NotebookFailed", "find_notebooks", "is_interactive", "new_run_dir", "read_metrics",
+    "ConfigError", "NotebookFailed", "RunDir", "find_notebooks", "notebook_config", "repo_root", "is_interactive", "new_run_dir", "read_metrics",
     "record_metrics", "run_study", "summarize",
 ]

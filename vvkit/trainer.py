@@ -10,10 +10,7 @@ On top: Video-R1's T-GRPO temporal contrast, per-task reward logging and a compl
 """
 from __future__ import annotations
 
-import json
 import math
-from collections import OrderedDict
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -21,97 +18,14 @@ import numpy as np
 import torch
 from accelerate.utils import gather, gather_object
 from trl import GRPOTrainer
-from trl.trainer.utils import RepeatSampler, pad
+from trl.trainer.utils import RepeatSampler
 
 from vvkit.io import append_jsonl
-from vvkit.processing import video_metadata
 from vvkit.rewards.parsing import completion_text, parse_completion
-from vvkit.schema import from_record
-from vvkit.video import FramePolicy, read_video
-
-VIDEO_FIELDS = ("pixel_values_videos", "video_grid_thw", "second_per_grid_ts")
+from vvkit.rollout import (VIDEO_FIELDS, EncodedPrompt, PromptCache, encode_prompt, never_sampled, row_rng,
+                           shuffle_frames, token_types, video_inputs, video_lists)
+from vvkit.video import FramePolicy
 TGRPO_CORRECT = 0.1  # Video-R1 counts an ordered completion as correct when its accuracy reward exceeds 0.1
-
-
-@dataclass
-class EncodedPrompt:
-    """One prompt with its videos encoded: token ids plus that sample's video tensors (kept on CPU until used)."""
-
-    input_ids: list[int]
-    pixel_values_videos: torch.Tensor  # (patches, 3 * temporal_patch * patch * patch)
-    video_grid_thw: torch.Tensor  # (n_videos, 3): temporal, height, width patches
-    second_per_grid_ts: torch.Tensor  # (n_videos,): seconds per temporal patch = temporal_patch / sampled fps
-
-
-def load_clips(record: dict, policy: FramePolicy) -> list[tuple[np.ndarray, float]]:
-    """(frames (T, H, W, 3) uint8, sampled fps) for each video of a dataset record, edits applied lazily."""
-    row = from_record(record, where=f"row {record.get('id')!r}")
-    clip = read_video(row.video, policy, edits=row.edits)
-    return [(clip.frames, float(clip.sampled_fps))]
-
-
-def encode_prompt(processor: Any, messages: list[dict], clips: Sequence[tuple[np.ndarray, float]]) -> EncodedPrompt:
-    """Chat template + processor at each clip's real fps (qwen-vl-utils passes 2 fps by default; vvkit never does)."""
-    text = processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-    frames = [f for f, _ in clips]
-    enc = processor(text=[text], videos=frames, video_metadata=video_metadata(frames, [fps for _, fps in clips]),
-                    return_tensors="pt")
-    return EncodedPrompt(input_ids=enc["input_ids"][0].tolist(), pixel_values_videos=enc["pixel_values_videos"],
-                         video_grid_thw=enc["video_grid_thw"].long(),
-                         second_per_grid_ts=torch.as_tensor(enc["second_per_grid_ts"], dtype=torch.float32))
-
-
-class PromptCache:
-    """LRU of decoded clips and encoded prompts per row (id, video, edits), bounded in bytes: rows come back every
-    epoch and TRL repeats each prompt G times, so each video is decoded and encoded once while it stays cached."""
-
-    def __init__(self, processor: Any, policy: FramePolicy, max_bytes: int = 1 << 30):
-        self.processor, self.policy, self.max_bytes = processor, policy, int(max_bytes)
-        self._items: OrderedDict[tuple, tuple[list, EncodedPrompt, int]] = OrderedDict()
-        self.bytes = 0
-
-    def __call__(self, record: dict) -> tuple[list[tuple[np.ndarray, float]], EncodedPrompt]:
-        key = (record["id"], json.dumps(record["video"]), json.dumps(record.get("edits")))
-        if key in self._items:
-            self._items.move_to_end(key)
-            return self._items[key][:2]
-        clips = load_clips(record, self.policy)
-        enc = encode_prompt(self.processor, record["prompt"], clips)
-        size = enc.pixel_values_videos.nbytes + sum(f.nbytes for f, _ in clips)
-        self._items[key] = (clips, enc, size)
-        self.bytes += size
-        while self.bytes > self.max_bytes and len(self._items) > 1:
-            self.bytes -= self._items.popitem(last=False)[1][2]
-        return clips, enc
-
-
-def token_types(input_ids: torch.Tensor, video_token_id: int, image_token_id: int | None) -> torch.Tensor:
-    """Qwen2.5-VL's `mm_token_type_ids` (0 text, 1 image, 2 video), which M-RoPE needs to place vision tokens."""
-    types = (input_ids == video_token_id).long() * 2
-    if image_token_id is not None:
-        types = types + (input_ids == image_token_id).long()
-    return types
-
-
-def video_lists(encoded: Sequence[EncodedPrompt]) -> dict[str, list[torch.Tensor]]:
-    """Per-sample lists of the video fields: TRL's shuffle and split permute and slice lists row by row."""
-    return {k: [getattr(e, k) for e in encoded] for k in VIDEO_FIELDS}
-
-
-def video_inputs(videos: dict[str, list[torch.Tensor]], start: int, end: int, device: Any) -> dict[str, torch.Tensor]:
-    """The model's video kwargs for samples [start, end): per-sample tensors concatenated in row order."""
-    return {k: torch.cat(list(videos[k][start:end])).to(device) for k in VIDEO_FIELDS}
-
-
-def collate_prompts(encoded: Sequence[EncodedPrompt], pad_token_id: int, video_token_id: int,
-                    image_token_id: int | None = None) -> dict[str, torch.Tensor]:
-    """Left-padded generate() inputs for encoded prompts (vvkit's own sampling; the trainer uses TRL's padding)."""
-    ids = pad([torch.tensor(e.input_ids) for e in encoded], padding_value=pad_token_id, padding_side="left")
-    mask = pad([torch.ones(len(e.input_ids), dtype=torch.long) for e in encoded], padding_value=0, padding_side="left")
-    out = {"input_ids": ids, "attention_mask": mask,
-           "mm_token_type_ids": token_types(ids, video_token_id, image_token_id) * mask}
-    out.update(video_inputs(video_lists(encoded), 0, len(encoded), "cpu"))
-    return out
 
 
 def temporal_reward(completions: list, **kwargs: Any) -> list[float | None]:
@@ -146,14 +60,11 @@ class VideoGRPOTrainer(GRPOTrainer):
                              "sampled without their video. Set use_vllm: false (HF generate) for video rows.")
         super().__init__(*args, **kwargs)
         self.frame_policy = frame_policy or FramePolicy.from_dict(getattr(self.args, "frames", None) or {})
-        tok = self._tokenizer
         if self._video_pad_token_id is None:
             raise ValueError("the processor's tokenizer has no <|video_pad|> token: not a Qwen2.5-VL processor")
         # Vision placeholders must only come from the processor: a sampled one desynchronises tokens and features.
-        never = [tok.convert_tokens_to_ids(t) for t in ("<|video_pad|>", "<|image_pad|>", "<|vision_start|>",
-                                                         "<|vision_end|>")]
         suppress = sorted({*(self.generation_kwargs.get("suppress_tokens") or []),
-                           *(i for i in never if i is not None and i != tok.unk_token_id)})
+                           *never_sampled(self.processing_class)})
         self.generation_kwargs["suppress_tokens"] = suppress
         self.generation_config.suppress_tokens = suppress
         # T-GRPO: one more reward column, filled in _calculate_rewards (as TRL adds environment rewards).
@@ -286,13 +197,8 @@ class VideoGRPOTrainer(GRPOTrainer):
         picks = list(range(0, len(inputs), 2))  # every other row: G/2 shuffled samples per prompt, as Video-R1
         encoded = []
         for i in picks:
-            rng = np.random.default_rng([int(self.args.seed), int(self.state.global_step), i])
-            shuffled = []
-            for frames, fps in self._clips[i]:
-                perm = rng.permutation(len(frames))
-                if len(frames) > 1 and np.array_equal(perm, np.arange(len(frames))):
-                    perm = np.roll(perm, 1)
-                shuffled.append((frames[perm], fps))
+            rng = row_rng(self.args.seed, inputs[i].get("id", ""), self.state.global_step, i)
+            shuffled = [(shuffle_frames(frames, rng), fps) for frames, fps in self._clips[i]]
             encoded.append(encode_prompt(self.processing_class, inputs[i]["prompt"], shuffled))
         prompt_ids, _, fields = self._generation_fields(encoded)
         completion_ids, _ = self._generate_single_turn(prompt_ids, None, fields, G)

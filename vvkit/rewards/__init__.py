@@ -8,7 +8,7 @@ from vvkit.rewards.client import HTTPJudge, JudgeError
 from vvkit.rewards.judges import Embedder, JudgeSpec, OfflineJudge, get_embedder, resolve_judge, split_events
 from vvkit.rewards.parsing import Parsed, completion_text, extract_choice, gt_letter, parse_completion, solution_text
 from vvkit.rewards.registry import (
-    DEFAULT_SETTINGS, REWARDS, RewardFn, get_judge, get_reward_funcs, judge_spec, reward_settings,
+    DEFAULT_SETTINGS, REWARDS, RewardFn, get_reward_funcs, make_judge,
 )
 from vvkit.rewards.rule import (
     HEDGE_PHRASES, TEMPORAL_PHRASES, format_reward, keyword_score, keywords_reward, mcq_reward, repetition_reward,
@@ -22,8 +22,8 @@ from vvkit.rewards.tasks import (
 __all__ = [
     "DEFAULT_SETTINGS", "HEDGE_PHRASES", "REWARDS", "TEMPORAL_PHRASES", "Embedder", "HTTPJudge", "JudgeError",
     "JudgeSpec", "OfflineJudge", "Parsed", "RewardFn", "accuracy_reward", "caption_reward", "completion_text",
-    "dark_event_reward", "extract_choice", "format_reward", "gate", "get_embedder", "get_judge", "get_reward_funcs",
-    "gt_letter", "judge_spec", "keyword_score", "keywords_reward", "length_reward", "mcq_reward", "mixvid_reward",
-    "open_ended_reward", "parse_completion", "repetition_reward", "resolve_judge", "reward_settings", "rouge_reward",
+    "dark_event_reward", "extract_choice", "format_reward", "gate", "get_embedder", "get_reward_funcs",
+    "gt_letter", "keyword_score", "make_judge", "keywords_reward", "length_reward", "mcq_reward", "mixvid_reward",
+    "open_ended_reward", "parse_completion", "repetition_reward", "resolve_judge", "rouge_reward",
     "rouge_score", "score_batch", "score_completion", "split_events",
 ]

@@ -9,28 +9,23 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
-from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from vvkit.rewards import rule, tasks
 from vvkit.rewards.judges import JudgeSpec, resolve_judge
 
-# Every setting a reward or judge takes, with its default: the `reward_design` params keys and RewardConfig fields.
-DEFAULT_SETTINGS: dict[str, Any] = {
-    "gate": "multiply",  # accuracy: format x task (paper §4) | "add" (Video-R1: format + task) | "none"
-    "strict_format": True,  # full-match format check; False = the authors' start-anchored regex
-    "open_ended_metric": "rouge_mean",  # rouge_mean (Video-R1) | rouge_l | embedding | judge
-    "caption_alpha": 0.5,  # caption = recall + alpha x precision + keywords (paper §4)
-    "caption_keywords": True,  # add the keyword term to the caption reward (paper §4)
-    "rouge_variant": "mean",  # the `rouge` reward: mean | rouge1 | rouge2 | rougeL
-    "length_min": 320, "length_max": 512, "length_bonus": 0.2, "length_min_correct": 2,  # Video-R1 length control
-    "repetition_ngram": 3, "repetition_max_penalty": -1.0,  # open-r1 repetition penalty
-    "judge": "offline",  # offline (embeddings) | http (OpenAI-compatible endpoint) | a judge object
-    "judge_base_url": None, "judge_model": None, "judge_api_key_env": None, "judge_cache": None,
-    "judge_timeout_s": 60.0, "judge_max_retries": 3, "judge_concurrency": 8, "judge_on_error": "raise",
-    "judge_dark_full": 0.6, "judge_dark_partial": 0.4, "judge_mixvid_threshold": 0.5, "judge_entail_threshold": 0.5,
-    "judge_lexicon": True,
-}
+
+
+def _defaults() -> dict[str, Any]:
+    """Every setting a reward or judge takes, with its default: the fields of `vvkit.config.RewardConfig` (the one
+    home of these defaults) other than the reward list and its weights."""
+    from vvkit.config import RewardConfig
+
+    return {f.name: f.default for f in dataclasses.fields(RewardConfig)
+            if f.name not in ("reward_funcs", "reward_weights")}
+
+
+DEFAULT_SETTINGS: dict[str, Any] = _defaults()
 _HTTP_KEYS = {"judge_base_url": "base_url", "judge_model": "model", "judge_api_key_env": "api_key_env",
               "judge_cache": "cache_path", "judge_timeout_s": "timeout_s", "judge_max_retries": "max_retries",
               "judge_concurrency": "concurrency", "judge_on_error": "on_error"}
@@ -114,7 +109,7 @@ def check_settings(settings: dict[str, Any]) -> dict[str, Any]:
     return merged
 
 
-def judge_spec(**settings: Any) -> Any:
+def _judge_spec(**settings: Any) -> Any:
     """The judge the settings name: a JudgeSpec (offline or http) or the judge object passed as `judge`."""
     s = check_settings(settings)
     kind = s["judge"]
@@ -129,9 +124,10 @@ def judge_spec(**settings: Any) -> Any:
     raise ValueError(f"judge {kind!r} unknown; choose 'offline' or 'http'")
 
 
-def get_judge(**settings: Any) -> Any:
-    """The judge object for these settings (shared per process), for notebooks and evaluation."""
-    return resolve_judge(judge_spec(**settings))
+def make_judge(**settings: Any) -> Any:
+    """The one judge factory: the judge the `rewards` settings name (keyword names = the YAML keys: judge,
+    judge_base_url, judge_model, judge_dark_full, ...), shared per process; `judge=` may also be a judge object."""
+    return resolve_judge(_judge_spec(**settings))
 
 
 def get_reward_funcs(names: Sequence[str], **settings: Any) -> list[RewardFn]:
@@ -149,7 +145,7 @@ def get_reward_funcs(names: Sequence[str], **settings: Any) -> list[RewardFn]:
             kwargs = {}
             for arg, key in args.items():
                 if key is JUDGE:
-                    spec = spec if spec is not None else judge_spec(**settings)
+                    spec = spec if spec is not None else _judge_spec(**settings)
                     kwargs[arg] = spec
                 else:
                     kwargs[arg] = s[key]
@@ -159,14 +155,4 @@ def get_reward_funcs(names: Sequence[str], **settings: Any) -> list[RewardFn]:
             out.append(RewardFn(attr, getattr(importlib.import_module(mod), attr)))
         else:
             raise KeyError(f"unknown reward {name!r}; known: {sorted(REWARDS)} (or 'package.module:function')")
-    return out
-
-
-def reward_settings(cfg: Any) -> dict[str, Any]:
-    """The reward settings carried by a config dataclass (e.g. RewardConfig), ready for get_reward_funcs; the judge
-    cache defaults to <run_dir>/rewards/judge_cache.sqlite."""
-    d = dataclasses.asdict(cfg) if dataclasses.is_dataclass(cfg) else dict(cfg)
-    out = {k: v for k, v in d.items() if k in DEFAULT_SETTINGS}
-    if out.get("judge_cache") is None and d.get("run_dir"):  # judge replies live with the run
-        out["judge_cache"] = str(Path(d["run_dir"]) / "rewards" / "judge_cache.sqlite")
     return out
