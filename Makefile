@@ -11,7 +11,7 @@ PARAMS ?= params/default.yaml
 $(BIN)/vvkit: pyproject.toml requirements.txt
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q torch==2.13.0
+	$(BIN)/pip install -q torch==2.14.1 torchvision==0.29.1
 	$(BIN)/pip install -q -r requirements.txt
 	$(BIN)/pip install -q --no-deps -e .
 	$(BIN)/python -m ipykernel install --prefix $(VENV) --name vvkit --display-name "vvkit (.venv)" >/dev/null

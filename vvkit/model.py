@@ -206,10 +206,11 @@ def _torch_dtype(dtype: Any) -> Any:
 
 
 def load_policy(name_or_path: str | Path, dtype: Any = None, lora: dict | None = None,
-                device: str | torch.device | None = None, video_backend: str = "vvkit") -> tuple[Any, Any]:
-    """(model, processor) for the tiny policy or a local Qwen2.5-VL checkpoint, the processor built in code
-    (see get_processor); `lora` = peft.LoraConfig kwargs (default targets q_proj/v_proj, i.e. the language model
-    only, task CAUSAL_LM). Vision placeholders are added to `generation_config.suppress_tokens` (Video-R1 and TRL
+                device: str | torch.device | None = None,
+                attn_implementation: str | None = None) -> tuple[Any, Any]:
+    """(model, processor) for the tiny policy or a local Qwen2.5-VL checkpoint, both read the same way (the
+    processor with AutoProcessor, see get_processor); `lora` = peft.LoraConfig kwargs (default targets
+    q_proj/v_proj, i.e. the language model only, task CAUSAL_LM). Vision placeholders are added to `generation_config.suppress_tokens` (Video-R1 and TRL
     leave them samplable; one sampled <|video_pad|> breaks the next forward's feature/placeholder count)."""
     from transformers import Qwen2_5_VLForConditionalGeneration
 
@@ -218,9 +219,10 @@ def load_policy(name_or_path: str | Path, dtype: Any = None, lora: dict | None =
     model_type = json.loads(config_file.read_text()).get("model_type") if config_file.is_file() else None
     if model_type != "qwen2_5_vl":
         raise ValueError(f"{config_file}: model_type={model_type!r}; vvkit loads Qwen2.5-VL checkpoints ('qwen2_5_vl')")
+    attn = {"attn_implementation": attn_implementation} if attn_implementation else {}
     model = Qwen2_5_VLForConditionalGeneration.from_pretrained(str(path), dtype=_torch_dtype(dtype),
-                                                               local_files_only=True)
-    processor = get_processor(path, video_backend=video_backend)
+                                                               local_files_only=True, **attn)
+    processor = get_processor(path)
     suppress = set(model.generation_config.suppress_tokens or []) | set(never_sampled_token_ids(processor.tokenizer))
     model.generation_config.suppress_tokens = sorted(suppress)
     if device is not None:

@@ -28,6 +28,7 @@ __all__ = ["FramePolicy", "Clip", "read_video", "write_video", "VideoWriter", "m
 FRAME_FACTOR = 2      # frames are taken in pairs (Qwen2.5-VL temporal patch size)
 IMAGE_FACTOR = 28     # patch 14 x spatial merge 2
 MAX_RATIO = 200       # qwen-vl-utils refuses frames more elongated than this
+VIDEO_MAX_PIXELS = 768 * 28 * 28  # qwen-vl-utils' ceiling on the per-frame cap, whatever max_pixels asks for
 EDIT_KEYS = ("mask", "interleave")
 
 
@@ -67,6 +68,9 @@ class FramePolicy:
         num("total_pixels", True, 1)
         if self.min_pixels > self.max_pixels:
             raise ValueError(f"FramePolicy: min_pixels={self.min_pixels} > max_pixels={self.max_pixels}")
+        if self.max_pixels > VIDEO_MAX_PIXELS:
+            warnings.warn(f"FramePolicy.max_pixels={self.max_pixels} exceeds {VIDEO_MAX_PIXELS} (768*28*28): frames "
+                          "are capped there, as qwen-vl-utils caps them", stacklevel=3)
         if self.backend not in BACKENDS:
             raise ValueError(f"FramePolicy.backend={self.backend!r}: choose one of {BACKENDS}")
         num("timeout_s", False, 0)
@@ -147,8 +151,10 @@ def smart_resize(height: int, width: int, factor: int = IMAGE_FACTOR, min_pixels
 
 
 def frame_pixel_cap(policy: FramePolicy, nframes: int) -> float:
-    """Per-frame pixel cap: min(max_pixels, max(total_pixels / nframes * 2, int(min_pixels * 1.05))) (qwen-vl-utils)."""
-    return min(policy.max_pixels, max(policy.total_pixels / nframes * FRAME_FACTOR, int(policy.min_pixels * 1.05)))
+    """Per-frame pixel cap, qwen-vl-utils 0.0.10 `fetch_video`:
+    min(max_pixels, max(min(768*28*28, total_pixels / nframes * 2), int(min_pixels * 1.05)))."""
+    budget = min(VIDEO_MAX_PIXELS, policy.total_pixels / nframes * FRAME_FACTOR)
+    return min(policy.max_pixels, max(budget, int(policy.min_pixels * 1.05)))
 
 
 def frame_size(policy: FramePolicy, height: int, width: int, nframes: int) -> tuple[int, int]:
