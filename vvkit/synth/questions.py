@@ -18,6 +18,9 @@ EVENT_FAMILIES = ("first_event", "after", "before")
 FAMILIES = WORD_FAMILIES + EVENT_FAMILIES
 DEFAULT_FAMILIES = {
     "simple": ("colour",),  # one strongly visual question whose answer is one content word
+    # one shape: what it is, its colour, where it moves, what colour it turns (each answer one content word)
+    # and what happens right before / after a named event (answered with one event sentence)
+    "study": ("colour", "shape", "direction", "turn_colour", "after", "before"),
     "full": ("colour", "colour_first", "shape", "shape_first", "count", "enter_side", "direction", "turn_colour") + EVENT_FAMILIES,
 }
 

@@ -31,6 +31,11 @@ DIFFICULTIES = {
     "simple": dict(shapes=(1, 1), kinds=("moves", "grows", "shrinks", "rotates", "bounces")),
     # full: two or three shapes, every event kind, ordering questions.
     "full": dict(shapes=(2, 3), kinds=KINDS),
+    # study: one shape whose every event leaves a visible trace in the frames after it (a move changes where the
+    # shape is, a turn its colour, a grow or shrink its size), so a blacked-out event can be inferred from the
+    # frames before and after the black span (DarkEventInfer, paper §1); rotations and bounces are left out
+    # because a 56-pixel frame shows their end state too faintly.
+    "study": dict(shapes=(1, 1), kinds=("moves", "turns", "grows", "shrinks")),
 }
 _DIR_VEC = {"left": (-1, 0), "right": (1, 0), "up": (0, -1), "down": (0, 1)}
 _SIDE_VEC = {"left": (-1, 0), "right": (1, 0), "top": (0, -1), "bottom": (0, 1)}
