@@ -57,7 +57,7 @@ def score_batch(texts: Sequence[str], solutions: Sequence[Any], types: Sequence[
             rec["choice"] = (extract_choice(parsed.answer, options[i]) if reading == "tagged"
                              else mcq_choice(text, options[i]))
             rec["score"] = 1.0 if rec["choice"] == gt_letter(solutions[i]) else 0.0
-        elif not parsed.answer or (skip_malformed and not parsed.well_formed):
+        elif not answer or (skip_malformed and not parsed.well_formed):
             rec["score"] = 0.0
             if task == "caption":
                 rec.update(recall=0.0, precision=0.0, f1=0.0, keywords=0.0)
