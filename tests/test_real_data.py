@@ -286,6 +286,7 @@ def test_import_released_data(tmp_path):
     assert mcq.options[0] == "A. yellow tag on large sheep's ear." and len(mcq.options) == 5
     assert mcq.solution == "A" and mcq.meta["answer_text"] == "A. yellow tag on large sheep's ear."
     assert mcq.meta["data_source"] == "nextqa" and mcq.meta["line"] == 1
+    assert mcq.meta["original_problem"].endswith("E. they are running.")
     assert inline.options == ["A. red", "B. blue", "C. green"] and inline.solution == "B"
     assert inline.problem == "What colour is the car?"
     assert dark.solution == "The black screen likely hides seasoning the fish." and dark.edits is None

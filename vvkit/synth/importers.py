@@ -179,6 +179,7 @@ def convert(d: dict, lineno: int, prefix: str, video_root: str, split: str = "tr
         problem, options = split_options(problem)
         letter = mcq_letter(answer, options)
         meta["answer_text"] = answer
+        meta["original_problem"] = d["problem"]  # the authors' exact user text, options included (paper §7)
         answer = letter
     row = Row(id=str(d.get("id") or f"vidbridge-{lineno:06d}"), video=paths[0] if len(paths) == 1 else paths,
               problem=problem.strip(), solution=answer, problem_type=task, options=options, edits=None,
