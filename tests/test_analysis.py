@@ -112,22 +112,3 @@ def test_report_records_evaluation_settings(run):
     text = write_report(run, {"n": 1}, figures={}, settings=header).read_text()
     assert "## Evaluation settings" in text and '"prompt_version": "v1"' in text and '"policy"' not in text
     assert "![" not in text
-
-
-def test_notebook_parameters_match_analysis_config():
-    import ast
-    from pathlib import Path
-
-    import nbformat
-
-    from vvkit.config import AnalysisConfig
-
-    nb = nbformat.read(Path(__file__).parent.parent / "notebooks" / "04_analysis.ipynb", as_version=4)
-    assert nb.metadata["kernelspec"]["name"] == "vvkit" and nb.metadata["language_info"]["name"] == "python"
-    params = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
-    assert len(params) == 1
-    names = [t.id for node in ast.parse(params[0].source).body for t in node.targets]
-    assert names == list(AnalysisConfig.__dataclass_fields__)
-    code = [c for c in nb.cells if c.cell_type == "code"]
-    assert all(not c.outputs and c.execution_count is None for c in code)
-    assert "record_metrics" in code[-1].source and '"04_analysis"' in code[-1].source

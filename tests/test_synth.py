@@ -352,17 +352,3 @@ def test_build_dataset_from_an_annotation_file(tmp_path):
     assert {r.meta.get("family") for r in rows if r.problem_type == "mcq"} <= set(Q.EVENT_FAMILIES)
     with pytest.raises(ValueError, match="annotation_format"):
         build_dataset(SynthConfig(run_dir=str(tmp_path), source=str(tmp_path / "coin.json")))
-
-
-def test_notebook_parameters_match_synth_config():
-    import ast
-    from pathlib import Path
-
-    from vvkit.config import SynthConfig
-
-    nb = json.loads((Path(__file__).resolve().parents[1] / "notebooks" / "01_data_synthesis.ipynb").read_text())
-    cell, = [c for c in nb["cells"] if "parameters" in c["metadata"].get("tags", [])]
-    source = "".join(cell["source"])
-    names = [t.id for node in ast.parse(source).body if isinstance(node, ast.Assign) for t in node.targets]
-    assert names == list(SynthConfig.__dataclass_fields__)
-    assert all(not c["outputs"] and c["execution_count"] is None for c in nb["cells"] if c["cell_type"] == "code")
