@@ -56,13 +56,13 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    from vvkit.rewards import get_judge
+    from vvkit.rewards import make_judge
 
     with tempfile.TemporaryDirectory() as tmp:
         build_dataset(SynthConfig(run_dir=tmp, num_videos=max(40, args.rows * 2), test_fraction=0.5, seed=0))
         rows = load_rows(Path(tmp) / "data" / "test.jsonl")[: args.rows]
         pair = load_policy(build_tiny_policy(Path(tmp) / "policy", seed=0))
-        judge = get_judge(judge="offline")
+        judge = make_judge(judge="offline")
         timed(pair, rows[:2], judge, 2, "video", 4)  # warm-up: judge weights, decoder process, kernels
         out: dict = {"machine": {"cpus": os.cpu_count(), "threads": args.threads, "python": platform.python_version(),
                                  "torch": torch.__version__, "load_average_1min_at_start": os.getloadavg()[0]},

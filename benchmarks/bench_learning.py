@@ -31,7 +31,8 @@ from typing import Any
 
 import torch
 
-from vvkit.config import SynthConfig, TrainConfig
+from vvkit.config import SynthConfig
+from vvkit.train_config import TrainConfig
 from vvkit.evaluate import EvalConfig, evaluate, make_judge
 from vvkit.io import atomic_write_json
 from vvkit.model import build_tiny_policy, count_parameters, load_policy
@@ -45,7 +46,7 @@ CONDITIONS = ("video", "blank")
 GOAL_LIFT, GOAL_MINUTES, CHANCE_MARGIN = 0.15, 10.0, 0.10
 TRAIN_KEYS = ("sft_steps", "sft_lr", "sft_batch_size", "sft_answer", "learning_rate", "lr_scheduler_type", "beta",
               "loss_type", "scale_rewards", "epsilon", "num_iterations", "num_generations", "temperature",
-              "max_completion_length", "per_device_train_batch_size", "max_steps", "reward_funcs", "gate", "seed")
+              "max_completion_length", "per_device_train_batch_size", "max_steps", "rewards", "seed")
 
 
 def binomial(correct: int, n: int) -> dict:
@@ -150,7 +151,7 @@ def main() -> None:
     settings = dict(
         run_dir=str(run_dir), output_dir=str(grpo_dir), seed=args.seed, frames=FRAMES, policy=str(policy),
         train_data=str(data / "train.jsonl"), sft_steps=args.sft_steps, sft_lr=args.sft_lr,
-        sft_batch_size=args.sft_batch_size, sft_answer=args.sft_answer, reward_funcs=["accuracy"], gate=args.gate,
+        sft_batch_size=args.sft_batch_size, sft_answer=args.sft_answer, rewards={"reward_funcs": ["accuracy"], "gate": args.gate},
         learning_rate=args.lr, lr_scheduler_type="constant", beta=args.beta, loss_type="dapo",
         num_generations=args.generations, temperature=args.temperature,
         max_completion_length=args.max_completion_length, per_device_train_batch_size=args.prompts * args.generations,

@@ -129,7 +129,7 @@ def main() -> None:
                       for key in parts[0][1]})
     dup = {t: {"unique_completions": len(set(c)) / len(c), "unique_answers":
                len({parsing.parse_completion(x).answer for x in c}) / len(c)} for t, (c, _) in data.items()}
-    R.get_judge().embedder.encode(["load the weights before timing"])  # imports and weights: one-off, untimed
+    R.make_judge().embedder.encode(["load the weights before timing"])  # imports and weights: one-off, untimed
     rule.rouge_score("import the rouge package", "and nltk before timing")
     results = {}
     for name, task, goal, extra in plan:

@@ -26,8 +26,7 @@ import torch
 from vvkit.io import atomic_write_json
 from vvkit.model import build_tiny_policy, count_parameters, load_policy
 from vvkit.schema import Row
-from vvkit.prompts import row_to_messages
-from vvkit.trainer import collate_prompts, encode_prompt, load_clips
+from vvkit.rollout import collate_prompts, encode_row
 from vvkit.video import FramePolicy, write_video
 
 HERE = Path(__file__).resolve().parent
@@ -69,13 +68,13 @@ def main() -> None:
     model, processor = load_policy(folder, device=device)
     model.eval()
     row = make_row(cache)
-    enc = encode_prompt(processor, row_to_messages(row), load_clips(row.to_dict(), FramePolicy.from_dict(FRAMES)))
+    enc = encode_row(processor, row, FramePolicy.from_dict(FRAMES))[1]
     tok = processor.tokenizer
     gen = dict(do_sample=True, temperature=1.0, top_k=0, top_p=1.0, max_new_tokens=args.new_tokens,
                min_new_tokens=args.new_tokens, pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id)
 
     def inputs(n: int) -> dict:
-        batch = collate_prompts([enc] * n, tok.pad_token_id, model.config.video_token_id, model.config.image_token_id)
+        batch = collate_prompts([enc] * n, processor)
         return {k: v.to(device) for k, v in batch.items()}
 
     @torch.no_grad()
