@@ -56,7 +56,7 @@ def toy_rows(video):
     return [
         row("m1", "mcq", "A", OK.format("A"), ["A. red", "B. blue"]),  # right
         row("m2", "mcq", "B", OK.format("C"), ["A. x", "B. y", "C. z", "D. w"]),  # wrong
-        row("m3", "mcq", "A", "A", ["A. red", "B. blue"]),  # no tags: no answer, 0, malformed
+        row("m3", "mcq", "A", "A", ["A. red", "B. blue"]),  # no tags: read as A (right), but malformed: reward 0
         row("d1", "dark_event", "the cube falls.", OK.format("the cube falls.")),  # 2
         row("d2", "dark_event", "the cube falls.", OK.format("the ball rolls.")),  # 1 (same first word)
         row("d3", "dark_event", "the cube falls.", OK.format("a ball rolls.")),  # 0
@@ -78,7 +78,7 @@ class Scripted:
 
     def __call__(self, model, processor, batch, gen_cfg):
         self.calls.append(list(batch))
-        return [p.row.meta["say"] for p in batch]
+        return [p.row.meta.get("say", "A") for p in batch]
 
 
 def cfg(**kw):
@@ -88,8 +88,9 @@ def cfg(**kw):
 def test_metrics_per_task_are_exact(clip):
     res = evaluate(("m", "p"), toy_rows(clip), cfg(), generate_fn=Scripted(), judge=ExactJudge())
     m = res.metrics
-    assert m["mcq"]["accuracy"] == pytest.approx(1 / 3)
+    assert m["mcq"]["accuracy"] == pytest.approx(2 / 3)  # evaluation reads an untagged answer as base models write it
     assert m["mcq"]["format_rate"] == pytest.approx(2 / 3)
+    assert [p["reward"] for p in res.predictions[:3]] == [1.0, 0.0, 0.0]  # the gated reward still needs the format
     assert m["mcq"]["chance"] == pytest.approx((1 / 2 + 1 / 4 + 1 / 2) / 3)
     assert (m["dark_event"]["score_mean"], m["dark_event"]["score_sum"]) == (1.25, 5.0)
     assert [m["dark_event"][f"n_score_{k}"] for k in (0, 1, 2)] == [1, 1, 2]
@@ -100,7 +101,7 @@ def test_metrics_per_task_are_exact(clip):
     assert m["open_ended"]["score"] == 0.5
     assert m["overall"]["n"] == 13 and m["overall"]["format_rate"] == pytest.approx(12 / 13)
     by_id = {p["id"]: p for p in res.predictions}
-    assert by_id["m1"]["choice"] == "A" and by_id["m3"]["answer"] is None and by_id["m3"]["format"] == 0.0
+    assert by_id["m1"]["choice"] == "A" and by_id["m3"]["choice"] == "A" and by_id["m3"]["format"] == 0.0
     assert res.table().loc["mixvid", "accuracy"] == 0.5
 
 
@@ -203,6 +204,15 @@ def test_real_batched_generation_on_micro_policy(clip, tmp_path):
     assert policy_dir(tmp_path, "base", str(folder)) == folder
     with pytest.raises(FileNotFoundError, match="notebook 03"):
         policy_dir(tmp_path, "grpo")
+
+    # a baseline-prompt evaluation of the same policy: the benchmark's instruction, no think/answer template,
+    # recorded in the header, and read by the same reader as the R1-style answers
+    seen = Scripted()
+    plain = evaluate(pair, rows, cfg(prompt_style="plain", max_new_tokens=4), judge=ExactJudge())
+    assert plain.header["decoding"]["prompt_style"] == "plain"
+    evaluate(pair, rows, cfg(prompt_style="plain"), generate_fn=seen, judge=ExactJudge())
+    text = seen.calls[0][0].messages[0]["content"][1]["text"]
+    assert "<think>" not in text and "option's letter" in text
 
 
 # ---------------------------------------------------------------- benchmark adapters

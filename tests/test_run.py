@@ -14,7 +14,7 @@ def _notebook(path: Path, body: str) -> None:
     nb = nbformat.v4.new_notebook()
     nb.metadata["kernelspec"] = {"name": "vvkit", "display_name": "vvkit (.venv)", "language": "python"}
     nb.metadata["language_info"] = {"name": "python"}
-    params = nbformat.v4.new_code_cell('run_dir = "runs/x"\nseed = 0\nframes = {}\npolicy = None')
+    params = nbformat.v4.new_code_cell('params_file = None\nrun_dir = "runs/x"\noverrides = {}')
     params.metadata["tags"] = ["parameters"]
     nb.cells = [nbformat.v4.new_markdown_cell("# test"), params, nbformat.v4.new_code_cell(body)]
     nbformat.write(nb, path)
@@ -24,8 +24,9 @@ def _notebook(path: Path, body: str) -> None:
 def study(tmp_path):
     nbs = tmp_path / "notebooks"
     nbs.mkdir()
-    _notebook(nbs / "01_first.ipynb", "from vvkit.run import record_metrics\n"
-              "record_metrics(run_dir, '01_first', {'seed': seed, 'fps': frames.get('fps')})")
+    _notebook(nbs / "01_first.ipynb", "from vvkit.config import read_params\nfrom vvkit.run import record_metrics\n"
+              "p = read_params(params_file)\n"
+              "record_metrics(run_dir, '01_first', {'seed': p['run']['seed'], 'fps': p['frames'].get('fps')})")
     _notebook(nbs / "02_second.ipynb", "import json, pathlib\n"
               "m = json.loads((pathlib.Path(run_dir) / 'metrics' / '01_first.json').read_text())\n"
               "from vvkit.run import record_metrics\nrecord_metrics(run_dir, '02_second', {'got': m['seed'] + 1})")

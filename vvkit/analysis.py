@@ -325,11 +325,12 @@ def saved_figures(run_dir: str | os.PathLike) -> dict[str, Path]:
 SETTINGS_KEYS = ("frames", "prompt_version", "decoding", "judge", "open_ended_metric", "seed")
 
 
-def write_report(run_dir: str | os.PathLike, headline_metrics: dict, tables: dict[str, pd.DataFrame] | None = None,
+def write_report(run_dir: str | os.PathLike, headline_metrics: dict, tables: dict[str, pd.DataFrame | str] | None = None,
                  figures: dict[str, str | os.PathLike] | None = None, warnings: Sequence[str] = (),
                  settings: dict | None = None, title: str = "vvkit run report") -> Path:
     """`<run_dir>/report.md`: the headline numbers (JSON), the evaluation settings (frame policy, prompt version,
-    decoding: from a results header), warnings, tables and figures (paths relative to the run folder; default:
+    decoding: from a results header), warnings, tables (DataFrames, or markdown text such as a benchmark's official
+    breakdown) and figures (paths relative to the run folder; default:
     every PNG in <run_dir>/figures)."""
     from vvkit.io import atomic_write_text
 
@@ -345,7 +346,7 @@ def write_report(run_dir: str | os.PathLike, headline_metrics: dict, tables: dic
     if warnings:
         lines += ["## Warnings", ""] + [f"- {w}" for w in warnings] + [""]
     for name, df in (tables or {}).items():
-        lines += [f"## {name}", "", markdown_table(df), ""]
+        lines += [f"## {name}", "", df if isinstance(df, str) else markdown_table(df), ""]
     if figures:
         lines += ["## Figures", ""]
         for name, p in figures.items():

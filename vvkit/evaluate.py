@@ -27,7 +27,7 @@ RESULTS_FILE, PREDICTIONS_FILE = "results.json", "predictions.jsonl"
 # Header keys that must match for a folder to be resumed (batch size changes batching, not the answers asked for).
 RESUME_KEYS = ("policy", "condition", "frames", "prompt_version", "decoding", "scoring", "seed")
 # Reward settings that change a score (recorded as the header's "scoring").
-SCORING_KEYS = ("open_ended_metric", "strict_format", "caption_alpha", "judge", "judge_model", "judge_dark_full",
+SCORING_KEYS = ("gate", "open_ended_metric", "strict_format", "caption_alpha", "judge", "judge_model", "judge_dark_full",
                 "judge_dark_partial", "judge_mixvid_threshold", "judge_entail_threshold", "judge_lexicon")
 
 
@@ -113,22 +113,22 @@ def summarize(preds: Sequence[dict]) -> dict:
     return out
 
 
-def score_batch(prompts: Sequence[Prompt], completions: Sequence[str], judge: Any, gen_cfg: EvalConfig) -> list[dict]:
-    """Prediction records: the completion, its parse and scores from the reward module (`score_completion`'s
-    batched form: one judge call per task per batch), plus the paper's gated reward."""
-    from vvkit.rewards import gate, score_batch as score_texts
+EVAL_READING = "any"  # evaluation reads an answer wherever it is (vvkit.rewards.parsing.mcq_choice); rewards do not
 
+
+def score_batch(prompts: Sequence[Prompt], completions: Sequence[str], judge: Any, gen_cfg: EvalConfig) -> list[dict]:
+    """Prediction records: the completion, its reading and scores from the reward module (`score_rows`: one judge
+    call per task per batch; answers read with or without <answer> tags, as the published scorers read base
+    models), plus the paper's gated reward (which still requires the format)."""
+    from vvkit.rewards.tasks import score_rows
+
+    rc = gen_cfg.reward_config()
     rows = [p.row for p in prompts]
-    scored = score_texts(list(completions), [r.solution for r in rows], [r.problem_type for r in rows],
-                         [r.options for r in rows], [r.problem for r in rows], judge,
-                         open_ended_metric=gen_cfg.reward_config().open_ended_metric)
-    recs = []
-    for p, text, s in zip(prompts, completions, scored):
-        row = p.row
-        recs.append({"id": row.id, "problem_type": row.problem_type, "source": row.source, "condition": p.condition,
-                     "n_options": len(row.options) if row.options else None, "solution": row.solution,
-                     "completion": text, **s, "reward": gate(s["format"], s["score"])})
-    return recs
+    scored = score_rows(list(completions), rows, judge, open_ended_metric=rc.open_ended_metric, gate_mode=rc.gate,
+                        reading=EVAL_READING)
+    return [{"id": p.row.id, "problem_type": p.row.problem_type, "source": p.row.source, "condition": p.condition,
+             "n_options": len(p.row.options) if p.row.options else None, "solution": p.row.solution,
+             "completion": text, **s} for p, text, s in zip(prompts, completions, scored)]
 
 
 # ---- one evaluation ---------------------------------------------------------------------------------------------
@@ -156,7 +156,7 @@ class EvalResult:
 def scoring(cfg: EvalConfig) -> dict:
     """The reward settings that decide a score, for the results header."""
     settings = cfg.reward_config().settings()
-    return {k: settings[k] for k in SCORING_KEYS}
+    return {"reading": EVAL_READING, **{k: settings[k] for k in SCORING_KEYS}}
 
 
 def make_judge(cfg: EvalConfig, run_dir: str | None = None) -> Any:

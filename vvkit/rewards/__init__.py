@@ -6,7 +6,8 @@ embeddings, default) and `HTTPJudge` (any OpenAI-compatible endpoint), with one 
 """
 from vvkit.rewards.client import HTTPJudge, JudgeError
 from vvkit.rewards.judges import Embedder, JudgeSpec, OfflineJudge, get_embedder, resolve_judge, split_events
-from vvkit.rewards.parsing import Parsed, completion_text, extract_choice, gt_letter, parse_completion, solution_text
+from vvkit.rewards.parsing import (Parsed, completion_text, extract_choice, free_answer, gt_letter, mcq_choice,
+                                   parse_completion, solution_text)
 from vvkit.rewards.registry import (
     DEFAULT_SETTINGS, REWARDS, RewardFn, get_reward_funcs, make_judge,
 )
@@ -16,14 +17,14 @@ from vvkit.rewards.rule import (
 )
 from vvkit.rewards.tasks import (
     accuracy_reward, caption_reward, dark_event_reward, gate, length_reward, mixvid_reward, open_ended_reward,
-    score_batch, score_completion,
+    score_batch, score_completion, score_rows,
 )
 
 __all__ = [
     "DEFAULT_SETTINGS", "HEDGE_PHRASES", "REWARDS", "TEMPORAL_PHRASES", "Embedder", "HTTPJudge", "JudgeError",
     "JudgeSpec", "OfflineJudge", "Parsed", "RewardFn", "accuracy_reward", "caption_reward", "completion_text",
     "dark_event_reward", "extract_choice", "format_reward", "gate", "get_embedder", "get_reward_funcs",
-    "gt_letter", "keyword_score", "make_judge", "keywords_reward", "length_reward", "mcq_reward", "mixvid_reward",
+    "free_answer", "gt_letter", "keyword_score", "mcq_choice", "score_rows", "make_judge", "keywords_reward", "length_reward", "mcq_reward", "mixvid_reward",
     "open_ended_reward", "parse_completion", "repetition_reward", "resolve_judge", "rouge_reward",
     "rouge_score", "score_batch", "score_completion", "split_events",
 ]
