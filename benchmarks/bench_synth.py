@@ -19,7 +19,7 @@ from pathlib import Path
 from vvkit.config import SynthConfig
 from vvkit.io import atomic_write_json
 from vvkit.schema import load_rows
-from vvkit.synth import build_dataset, generate, materialize, render
+from vvkit.synth import build_dataset, generate, materialize_row, render
 from vvkit.video import FramePolicy, read_video, write_video
 
 RESULTS = Path(__file__).resolve().parent / "results" / "synth.json"
@@ -67,7 +67,7 @@ def bench_edits(rows: list, policy: FramePolicy, repeats: int, tmp: Path) -> dic
     for i, row in enumerate(rows):
         plain += _median_time(_plain(row, policy), repeats)
         lazy += _median_time(lambda: read_video(row.video, policy, edits=row.edits), repeats)
-        mat += _median_time(lambda: read_video(str(materialize(row, str(tmp / f"m{i}.mp4"))), policy), 1)
+        mat += _median_time(lambda: read_video(str(materialize_row(row, str(tmp / f"m{i}.mp4"))), policy), 1)
     n = len(rows)
     return {"rows": n, "plain_s_per_row": plain / n, "lazy_s_per_row": lazy / n,
             "materialize_then_read_s_per_row": mat / n, "lazy_overhead": lazy / plain - 1.0,

@@ -192,7 +192,7 @@ def test_offline_errors_are_clear(policy_dir):
 
 
 def test_default_corpus_comes_from_prompts(tmp_path):
-    from vvkit.prompts import tokenizer_corpus
+    from vvkit.synth.corpus import tokenizer_corpus
 
     folder = build_tiny_policy(tmp_path / "default", size="micro")
     meta = json.loads((folder / "vvkit_policy.json").read_text())

@@ -7,7 +7,7 @@ import pytest
 import yaml
 
 from vvkit.config import ConfigError, load_params
-from vvkit.run import NotebookFailed, find_notebooks, read_metrics, run_study, summarize
+from vvkit.run import NotebookFailed, find_notebooks, read_metrics, run_study, run_summary
 
 
 def _notebook(path: Path, body: str) -> None:
@@ -55,7 +55,7 @@ def test_run_executes_notebooks_in_order_into_run_folder(study):
     assert {v["status"] for v in state["notebooks"].values()} == {"ok"}
     assert (out / "notebooks" / "01_first.ipynb").exists()
     assert yaml.safe_load((out / "params.yaml").read_text())["run"]["seed"] == 7
-    assert "02_second" in summarize(out)
+    assert "02_second" in run_summary(out)
 
 
 def test_failing_notebook_names_itself_and_keeps_partial_copy(study):

@@ -3,7 +3,8 @@ import json
 
 import pytest
 
-from vvkit.prompts import INSTRUCTION, build_prompt, row_to_messages, tokenizer_corpus
+from vvkit.prompts import INSTRUCTION, build_prompt, row_to_messages
+from vvkit.synth.corpus import tokenizer_corpus
 from vvkit.schema import COLUMNS, Row, RowError, from_record, load_rows, save_rows, to_dataset
 
 
@@ -96,7 +97,7 @@ def test_tokenizer_corpus_is_the_same_in_every_process():
     import subprocess
     import sys
 
-    code = "import json; from vvkit.prompts import tokenizer_corpus; print(json.dumps(tokenizer_corpus()))"
+    code = "import json; from vvkit.synth.corpus import tokenizer_corpus; print(json.dumps(tokenizer_corpus()))"
     outs = {subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                            env={**os.environ, "PYTHONHASHSEED": str(seed)}).stdout for seed in (1, 2, 3)}
     assert len(outs) == 1

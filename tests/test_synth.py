@@ -11,11 +11,21 @@ from vvkit.schema import load_rows, option_letter, option_text
 from vvkit.synth import questions as Q
 from vvkit.synth.adapters import AnnotatedVideo, AnnotationError, Event, read_annotations
 from vvkit.synth.dark_event import DarkEventSettings, eligible_events, make_dark_event_row
-from vvkit.synth.mixvid import MixVidSettings, edited_timeline, interleave_chunks, make_mixvid_row
+from vvkit.synth.mixvid import MixVidSettings, interleave_chunks, make_mixvid_row
 from vvkit.synth.toyrender import render
 from vvkit.synth.toyworld import COLOURS, DIRECTIONS, SIDES, generate, state_at
 
 SIZE, FPS = 56, 8.0
+
+
+
+def edited_timeline(chunks: list[list]) -> list[tuple[float, float, int, float]]:
+    """(edited_start, edited_end, source_idx, source_start) per chunk: where each chunk lands in the mixed video."""
+    out, t = [], 0.0
+    for src, s, e in chunks:
+        out.append((t, t + (e - s), int(src), s))
+        t += e - s
+    return out
 
 
 def _toy(seed, difficulty="full", **kw):
@@ -280,7 +290,7 @@ def _mixvid_row(tmp_path):
 
 
 def test_mixvid_question_frames_and_materialize(tmp_path):
-    from vvkit.synth.build import materialize
+    from vvkit.synth.build import materialize_row
     from vvkit.video import read_video
 
     row, rendered = _mixvid_row(tmp_path)
@@ -299,7 +309,7 @@ def test_mixvid_question_frames_and_materialize(tmp_path):
         diffs = [np.abs(frame.astype(int) - rendered[want][j]).mean() for j in range(len(rendered[want]))]
         near = min(diffs[max(0, expect - 1):expect + 2])  # the scripted frame (+-1) matches as well as any frame
         assert near - min(diffs) < 0.5 and near < 6
-    out = materialize(row, str(tmp_path / "mixed.mp4"))
+    out = materialize_row(row, str(tmp_path / "mixed.mp4"))
     mat = read_video(str(out), _policy(fps=FPS))
     n = min(len(mat.frames), len(clip.frames))
     assert abs(len(mat.frames) - len(clip.frames)) <= 1

@@ -116,7 +116,7 @@ def summarize(preds: Sequence[dict]) -> dict:
 EVAL_READING = "any"  # evaluation reads an answer wherever it is (vvkit.rewards.parsing.mcq_choice); rewards do not
 
 
-def score_batch(prompts: Sequence[Prompt], completions: Sequence[str], judge: Any, gen_cfg: EvalConfig) -> list[dict]:
+def prediction_records(prompts: Sequence[Prompt], completions: Sequence[str], judge: Any, gen_cfg: EvalConfig) -> list[dict]:
     """Prediction records: the completion, its reading and scores from the reward module (`score_rows`: one judge
     call per task per batch; answers read with or without <answer> tags, as the published scorers read base
     models), plus the paper's gated reward (which still requires the format)."""
@@ -264,7 +264,7 @@ def evaluate(policy: Any, rows: Sequence[Row], cfg: Any, out_dir: str | os.PathL
         texts = generate_fn(model, processor, prompts, cfg)
         if len(texts) != len(prompts):
             raise RuntimeError(f"generate_fn returned {len(texts)} answers for {len(prompts)} prompts")
-        for rec in score_batch(prompts, texts, judge, cfg):
+        for rec in prediction_records(prompts, texts, judge, cfg):
             done[rec["id"]] = rec
             if pred_path is not None:
                 append_jsonl(pred_path, rec)

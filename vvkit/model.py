@@ -131,7 +131,7 @@ def build_tiny_policy(out_dir: str | Path, seed: int = 0, corpus: list[str] | No
     if size not in SIZES:
         raise ValueError(f"size={size!r}; choose one of {sorted(SIZES)}")
     if corpus is None:
-        from vvkit.prompts import tokenizer_corpus
+        from vvkit.synth.corpus import tokenizer_corpus
 
         corpus = tokenizer_corpus()
     out_dir = Path(out_dir)

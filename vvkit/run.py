@@ -333,7 +333,7 @@ def _quiet_runner(stream: bool) -> None:
     log.setLevel(logging.INFO if stream else logging.WARNING)
 
 
-def summarize(run_dir: str | os.PathLike) -> str:
+def run_summary(run_dir: str | os.PathLike) -> str:
     """A few lines for the terminal: where the report is and the headline numbers of each notebook."""
     run_dir = Path(run_dir)
     lines = [f"run folder: {run_dir}"]
@@ -357,5 +357,5 @@ def _fmt(v: Any) -> str:
 
 __all__ = [
     "ConfigError", "NotebookFailed", "RunDir", "find_notebooks", "notebook_config", "repo_root", "is_interactive", "new_run_dir", "read_metrics",
-    "record_metrics", "run_study", "summarize",
+    "record_metrics", "run_study", "run_summary",
 ]

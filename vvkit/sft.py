@@ -21,7 +21,7 @@ from vvkit.video import FramePolicy
 def sft_target(row: Row, answer: str = "letter") -> str:
     """Template reasoning for the warm start, e.g. '<think>The answer is red square.</think><answer>B</answer>';
     `row.meta['reasoning']` overrides the think text. `answer="text"` answers multiple choice with the option's words
-    ('<answer>red square</answer>'), which `extract_choice` maps back to the letter: the learning calibration found
+    ('<answer>red square</answer>'), which `extract_choice` maps back to the letter: a first calibration of the tiny policy found
     the word-to-letter lookup, not perception, was what a tiny policy could not learn in a CPU budget."""
     if answer not in SFT_ANSWERS:
         raise ValueError(f"sft_answer={answer!r}; use one of {list(SFT_ANSWERS)}")

@@ -2,7 +2,7 @@
 hosted API. Same interface and scales as `judges.OfflineJudge`; the prompts restate the paper's rubrics (§1, §2)
 and DREAM-1K's AutoDQ steps in our own words.
 
-What the authors' judge services lack and this adds (peers §1 "the judges are fragile"): batched, concurrent
+What the authors' judge services lack and this adds (the authors' judge calls are single, uncached and unretried): batched, concurrent
 requests (thread pool), an on-disk cache keyed by the request's hash (sqlite, one transaction per reply), timeouts
 and bounded retries with exponential backoff, replies parsed strictly (a last line `SCORE: n`, or a JSON object),
 and failures that raise (`on_error="raise"`) or are counted and returned as None (`on_error="count"`), never 0.

@@ -1,7 +1,7 @@
 """The reward playground behind notebook 02: hand-written completions per task (good, partial, wrong, malformed),
 reward-hacking probes, and the tables and heatmap that show what every reward pays for each.
 
-The probes follow the exploits reported for R1-style rewards and judges (peers §10 item 6; the keyword bonus in
+The probes follow the exploits reported for R1-style rewards and judges (the keyword bonus in
 paper §4 invites stuffing): an answer outside the tags, empty reasoning, every option letter at once, connective
 stuffing, hedging, runaway length, and restating the question.
 """

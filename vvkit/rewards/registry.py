@@ -1,4 +1,4 @@
-"""One registry from reward names (as written in params YAML) to TRL reward callables (STYLE habit 2; open-r1
+"""One registry from reward names (as written in params YAML) to TRL reward callables (open-r1
 `get_reward_funcs`, TRL `trl/scripts/grpo.py`).
 
 Each callable is a `RewardFn`: a small class holding a module-level function and its settings, with `__name__` set
@@ -55,8 +55,8 @@ REWARDS: dict[str, tuple[Callable, dict[str, Any]]] = {
 
 
 class RewardFn:
-    """A named, picklable reward: `fn(completions, **columns, **settings)`, logging per-task means and judge errors
-    through TRL's `log_metric` when given; `errors` counts judge failures over its lifetime."""
+    """A named, picklable reward: `fn(completions, **columns, **settings)`, logging judge errors through TRL's
+    `log_metric` when given (per-task means are logged once, by the trainer, as `rewards/<name>/<task>`); `errors` counts judge failures over its lifetime."""
 
     def __init__(self, name: str, fn: Callable, **settings: Any) -> None:
         self.__name__ = name
@@ -75,8 +75,6 @@ class RewardFn:
         if log_metric is not None:
             for kind, n in failed.items():
                 log_metric(f"{self.__name__}/judge_{kind}", float(n))
-            for task, mean in per_task_means(values, columns.get("problem_type")).items():
-                log_metric(f"{self.__name__}/{task}", mean)
         return values
 
 
@@ -86,7 +84,7 @@ def _pop_errors(judge: Any) -> dict[str, int]:
 
 
 def per_task_means(values: Sequence[float | None], types: Sequence[str] | None) -> dict[str, float]:
-    """Mean reward per task type over the items it applies to (peers §11: log every reward per task)."""
+    """Mean reward per task type over the items it applies to."""
     if types is None:
         return {}
     sums: dict[str, list[float]] = {}

@@ -1,7 +1,7 @@
 """Rule rewards that need no judge: format, multiple-choice letter, caption keywords, ROUGE, n-gram repetition.
 
 Each is a plain function with TRL's reward signature (`completions` plus dataset columns by keyword) returning one
-float per completion, or None where the row's `problem_type` is not a task the reward scores (STYLE habit 1).
+float per completion, or None where the row's `problem_type` is not a task the reward scores.
 When the batch carries no `problem_type` column every row is scored, which is handy in a playground.
 """
 from __future__ import annotations

@@ -52,7 +52,7 @@ ACTIVITYNET_FILES = ("train.json", "val_1.json", "val_2.json")
 
 @dataclass
 class ReadReport:
-    """What a reader kept, fixed and skipped, so nothing is dropped silently (STYLE: readers count and report)."""
+    """What a reader kept, fixed and skipped, so nothing is dropped silently."""
 
     file: str
     videos: int = 0

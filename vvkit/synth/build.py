@@ -407,7 +407,7 @@ def _make(task: str, v: AnnotatedVideo, vids: list[AnnotatedVideo], vi: int, rng
     raise ValueError(f"unknown task {task!r}")
 
 
-def materialize(row: Row, out_path: str, fps: float | None = None) -> Path:
+def materialize_row(row: Row, out_path: str, fps: float | None = None) -> Path:
     """Write the row's edited video (black span or interleaved clips) as an mp4, for inspection or for tools that
     cannot apply edits lazily; training and evaluation read the edits lazily instead."""
     from vvkit.video import materialize as _materialize

@@ -124,15 +124,6 @@ def shown_until(chunks: list[list], source: int, start: float = 0.0) -> float:
     return max((c[2] - start for c in chunks if c[0] == source), default=0.0)
 
 
-def edited_timeline(chunks: list[list]) -> list[tuple[float, float, int, float]]:
-    """(edited_start, edited_end, source_idx, source_start) per chunk: where each chunk lands in the mixed video."""
-    out, t = [], 0.0
-    for src, s, e in chunks:
-        out.append((t, t + (e - s), int(src), s))
-        t += e - s
-    return out
-
-
 def make_mixvid_row(a: AnnotatedVideo, b: AnnotatedVideo, qa_a: Callable[[float], list[QA]],
                     qa_b: Callable[[float], list[QA]], rng: np.random.Generator, s: MixVidSettings, row_id: str,
                     families: tuple[str, ...] | list[str], split: str = "train", source: str = "",
