@@ -252,8 +252,11 @@ def evaluate(policy: Any, rows: Sequence[Row], cfg: Any, out_dir: str | os.PathL
     judge = judge if judge is not None else make_judge(cfg)
     if todo and model is None and generate_fn is generate_answers:
         model, processor, _ = policy_pair(policy)
-    bar = tqdm(total=len(rows), initial=len(rows) - len(todo), disable=not cfg.progress,
-               desc=f"eval {header['policy_name']}/{condition}")
+    name = f"{header['policy_name']}/{condition}"
+    t0 = time.perf_counter()
+    # a bar only for work being done (a cached evaluation prints one line), left on screen when it ends
+    bar = tqdm(total=len(rows), initial=len(rows) - len(todo), disable=not cfg.progress or not todo,
+               desc=f"eval {name}", leave=True)
     for start in range(0, len(todo), cfg.batch_size):
         chunk = todo[start:start + cfg.batch_size]
         prompts = [prepare_prompt(r, frame_policy, condition, cfg.seed, cfg.prompt_style) for r in chunk]
@@ -272,6 +275,10 @@ def evaluate(policy: Any, rows: Sequence[Row], cfg: Any, out_dir: str | os.PathL
     bar.close()
     preds = [done[i] for i in ids]
     metrics = summarize(preds)
+    if cfg.progress:
+        what = f"{len(todo)} generated in {time.perf_counter() - t0:.0f} s" if todo else "all cached"
+        print(f"[vvkit] eval {name}: {len(rows)} rows ({what}), mean primary "
+              f"{metrics['overall']['primary_mean']:.3f}, format rate {metrics['overall']['format_rate']:.2f}")
     result = EvalResult({**header, "status": "done", "n_rows": len(rows)}, metrics, preds,
                         pred_path.parent if pred_path is not None else None)
     if pred_path is not None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import re
 import subprocess
@@ -293,6 +294,7 @@ def run_study(
                 pm.execute_notebook(
                     str(spec.path), str(out_nb), parameters=nb_params, kernel_name=KERNEL_NAME,
                     cwd=str(repo_root()), progress_bar=False, log_output=progress,
+                    extra_arguments=["--IPKernelApp.log_level=CRITICAL"],  # no per-kernel TCP transport warning
                 )
             except pm.PapermillExecutionError as e:
                 state["notebooks"][key] = {"status": "failed", "params_hash": h, "cell": e.exec_count,
@@ -314,22 +316,23 @@ def run_study(
     return run_dir
 
 
-def _quiet_runner(stream: bool) -> None:
-    """Stream what the notebooks print (training steps, evaluation progress) to the terminal, without the framework
-    noise a user cannot act on (jupyter_client's per-kernel TCP warning, papermill's per-cell banners)."""
-    import logging
-    import warnings
+class _ProgressLines(logging.Handler):
+    """Passes on the lines a notebook prints with the `[vvkit]` prefix (stage starts, training steps with reward and
+    ETA, evaluation progress); cell outputs, figures and tables stay in the executed notebook."""
 
-    warnings.filterwarnings("ignore", message=".*without encryption.*")
+    def emit(self, record: logging.LogRecord) -> None:
+        for line in str(record.getMessage()).splitlines():
+            if line.lstrip().startswith("[vvkit]"):
+                print("  " + line.strip(), flush=True)
+
+
+def _quiet_runner(stream: bool) -> None:
+    """Stream the notebooks' `[vvkit]` progress lines to the terminal, without the framework noise a user cannot
+    act on (papermill's per-cell banners, every cell's output)."""
     log = logging.getLogger("papermill")
     log.propagate = False
-    if stream and not log.handlers:
-        handler = logging.StreamHandler(sys.stdout)
-        handler.setFormatter(logging.Formatter("  %(message)s"))
-        handler.addFilter(lambda r: not r.getMessage().startswith(("Executing Cell", "Ending Cell", "Executing notebook",
-                                                                     "Input Notebook", "Output Notebook",
-                                                                     "Executing:")))
-        log.addHandler(handler)
+    if stream and not any(isinstance(h, _ProgressLines) for h in log.handlers):
+        log.addHandler(_ProgressLines())
     log.setLevel(logging.INFO if stream else logging.WARNING)
 
 
