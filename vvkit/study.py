@@ -54,7 +54,8 @@ class StudyConfig:
     max_duration: float = 6.0
     # ---- the instruct starting policy ----
     policy_size: str = "tiny"
-    instruct_steps: int = 600
+    instruct_steps: int = 800
+    instruct_stage_steps: int = 400  # built (and cached) 400 steps at a time
     instruct_lr: float = 1e-3
     instruct_batch_size: int = 32
     reasoning: str = "I watch the video."  # the think text of every supervised target
@@ -81,7 +82,7 @@ class StudyConfig:
 
 # ---- the instruct policy -------------------------------------------------------------------------------------------
 INSTRUCT_KEYS = ("frames", "data_seed", "num_videos", "test_fraction", "samples_per_video", "size", "fps",
-                 "min_duration", "max_duration", "policy_size", "instruct_steps", "instruct_lr", "instruct_batch_size",
+                 "min_duration", "max_duration", "policy_size", "instruct_steps", "instruct_stage_steps", "instruct_lr", "instruct_batch_size",
                  "reasoning")
 
 
@@ -164,21 +165,37 @@ def _train_config(**kw: Any) -> Any:
     return cls(**{**base, **kw})
 
 
+def instruct_stages(cfg: StudyConfig) -> list[int]:
+    """Steps of each supervised stage: `instruct_stage_steps` at a time (the last stage takes the remainder)."""
+    n, k = int(cfg.instruct_steps), max(1, int(cfg.instruct_stage_steps))
+    return [k] * (n // k) + ([n % k] if n % k else [])
+
+
 def build_instruct(cfg: StudyConfig, data_dir: Path | None = None) -> Path:
-    """The cached instruct policy folder `<root>/instruct/<key>/train/warm_start/policy` (built when missing)."""
+    """The cached instruct policy: supervised stages of `instruct_stage_steps` steps, each continuing from the one
+    before with a new data order (stage i uses seed data_seed + i), each cached at
+    `<root>/instruct/<key of the first i stages>/train/warm_start/policy`, so a longer schedule reuses a shorter one."""
     from vvkit.model import build_tiny_policy
     from vvkit.train import warm_start
 
     data_dir = data_dir or build_data(cfg)
-    folder = Path(cfg.root) / "instruct" / instruct_key(cfg)
-    tiny = build_tiny_policy(folder / "tiny", seed=cfg.data_seed, size=cfg.policy_size)
-    rows_path = folder / "instruct_rows.jsonl"
-    if not rows_path.exists():
-        save_rows(instruct_rows(load_rows(data_dir / "train.jsonl"), cfg.reasoning), rows_path)
-    tcfg = _train_config(run_dir=str(folder), seed=cfg.data_seed, frames=cfg.frames, policy=str(tiny),
-                         train_data=str(rows_path), sft_steps=cfg.instruct_steps, sft_lr=cfg.instruct_lr,
-                         sft_batch_size=cfg.instruct_batch_size)
-    return warm_start(tcfg)
+    policy = None
+    done = 0
+    for i, steps in enumerate(instruct_stages(cfg)):
+        done += steps
+        folder = Path(cfg.root) / "instruct" / instruct_key(dataclasses.replace(cfg, instruct_steps=done))
+        if policy is None:
+            policy = build_tiny_policy(folder / "tiny", seed=cfg.data_seed, size=cfg.policy_size)
+        rows_path = folder / "instruct_rows.jsonl"
+        if not rows_path.exists():
+            save_rows(instruct_rows(load_rows(data_dir / "train.jsonl"), cfg.reasoning), rows_path)
+        tcfg = _train_config(run_dir=str(folder), seed=cfg.data_seed + i, frames=cfg.frames, policy=str(policy),
+                             train_data=str(rows_path), sft_steps=steps, sft_lr=cfg.instruct_lr,
+                             sft_batch_size=cfg.instruct_batch_size)
+        policy = warm_start(tcfg)
+    if policy is None:
+        raise ValueError("instruct_steps must be > 0: the study starts from a supervised instruct policy")
+    return policy
 
 
 # ---- the arms' data --------------------------------------------------------------------------------------------------
