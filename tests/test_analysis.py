@@ -112,3 +112,17 @@ def test_report_records_evaluation_settings(run):
     text = write_report(run, {"n": 1}, figures={}, settings=header).read_text()
     assert "## Evaluation settings" in text and '"prompt_version": "v1"' in text and '"policy"' not in text
     assert "![" not in text
+
+
+def test_group_table_computes_group_relative_advantages():
+    from vvkit.analysis import group_table
+
+    recs = [{"step": 3, "mode": "train", "id": "a", "problem_type": "mcq", "solution": "B", "completion": f"c{i}",
+             "reward": r} for i, r in enumerate([1.0, 0.0, 0.0, 1.0])]
+    recs += [{"step": 3, "mode": "train", "id": "b", "completion": "x", "reward": 0.5},
+             {"step": 2, "mode": "train", "id": "z", "completion": "y", "reward": 1.0}]
+    df = group_table(recs)
+    assert df.attrs["id"] == "a" and df.attrs["step"] == 3 and len(df) == 4
+    assert df.attrs["mean"] == 0.5 and df["advantage"].tolist() == [0.87, -0.87, -0.87, 0.87]
+    same = group_table([{**r, "reward": 1.0} for r in recs[:4]])
+    assert same["advantage"].tolist() == [0.0] * 4  # equal rewards: no advantage, nothing learned

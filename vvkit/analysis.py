@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
+import numpy as np
 import pandas as pd
 
 FIG_PREFIX = "04_"  # figures of this notebook in <run_dir>/figures/
@@ -232,6 +233,29 @@ def completions_table(policy: Any, rows: Sequence[Any], frames: dict, label: str
     rewards = [score_completion(t, r.to_dict())["reward"] for t, r in zip(texts, rows)]
     return pd.DataFrame({"task": [r.problem_type for r in rows], "solution": [r.solution for r in rows],
                          label: texts, "reward": [None if x is None else round(x, 3) for x in rewards]})
+
+
+def group_table(records: Sequence[dict], step: int | None = None) -> pd.DataFrame:
+    """One GRPO group from a stage's completions.jsonl: the G completions of one prompt at `step` (default the
+    last logged step), their rewards, the group mean and std, and each completion's advantage
+    A_i = (r_i - mean) / std (TRL's `scale_rewards="group"`; 0 when the group's rewards are all equal)."""
+    train = [r for r in records if r.get("mode", "train") == "train"]
+    if not train:
+        raise ValueError("no training completions logged (grpo_training.save_completions = 0?)")
+    step = max(r["step"] for r in train) if step is None else step
+    at = [r for r in train if r["step"] == step]
+    if not at:
+        raise ValueError(f"no completions logged at step {step}; logged steps: {sorted({r['step'] for r in train})}")
+    first = at[0]["id"]
+    group = [r for r in at if r["id"] == first]
+    rewards = np.array([np.nan if r.get("reward") is None else r["reward"] for r in group], dtype=float)
+    mean, std = float(np.nanmean(rewards)), float(np.nanstd(rewards, ddof=1)) if len(group) > 1 else 0.0
+    adv = (rewards - mean) / std if std > 1e-6 else np.zeros_like(rewards)
+    df = pd.DataFrame({"completion": [r["completion"] for r in group], "reward": rewards.round(3),
+                       "advantage": adv.round(2)})
+    df.attrs.update(step=step, id=first, task=at[0].get("problem_type"), solution=at[0].get("solution"),
+                    mean=round(mean, 3), std=round(std, 3))
+    return df
 
 
 def completions_html(records: Sequence[dict], title: str = "completions") -> str:
