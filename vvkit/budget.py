@@ -72,6 +72,18 @@ def _deepspeed(cfg: Any) -> tuple[int, bool]:
     return stage, offload
 
 
+def uses_deepspeed(cfg: Any) -> bool:
+    """Whether the run goes through DeepSpeed: a `deepspeed` config, or `accelerate launch` with a DeepSpeed plugin."""
+    return bool(_get(cfg, "deepspeed")) or os.environ.get("ACCELERATE_USE_DEEPSPEED", "false").lower() == "true"
+
+
+def weights_in_bf16(bf16: bool, deepspeed: bool, lora: bool) -> bool:
+    """The policy's weight dtype rule, shared by `vvkit.train.weight_dtypes` (what is loaded) and the estimate
+    below: bf16 weights in a bf16 run under DeepSpeed (fp32 masters sit in its optimizer) or with LoRA (frozen
+    base); fp32 weights (under bf16 autocast) for full fine-tuning without DeepSpeed."""
+    return bool(bf16) and (bool(deepspeed) or bool(lora))
+
+
 def estimate_memory(cfg: Any, model_config: Any, world_size: int | None = None, zero_stage: int | None = None,
                     offload: bool | None = None) -> dict[str, Any]:
     """Per-GPU memory estimate (GiB) and token budget of one GRPO step for `cfg` (a TrainConfig) on `model_config`."""
@@ -89,10 +101,11 @@ def estimate_memory(cfg: Any, model_config: Any, world_size: int | None = None, 
 
     params = count_qwen25vl_parameters(model_config)
     bf16 = bool(_get(cfg, "bf16", False))
-    wbytes = 2 if bf16 else 4
+    lora = _get(cfg, "lora")
+    deepspeed = uses_deepspeed(cfg) if zero_stage is None else zero_stage > 0
+    wbytes = 2 if weights_in_bf16(bf16, deepspeed or stage > 0, bool(lora)) else 4  # as vvkit.train loads them
     text = _get(model_config, "text_config", None) or model_config
     h, layers = _get(text, "hidden_size"), _get(text, "num_hidden_layers")
-    lora = _get(cfg, "lora")
     if lora:  # LoRA on attention projections of the language model: r x (in + out) per target per layer
         r, targets = int(lora.get("r", 8)), len(lora.get("target_modules", ["q_proj", "v_proj"]))
         trainable = layers * targets * r * 2 * h
@@ -100,9 +113,11 @@ def estimate_memory(cfg: Any, model_config: Any, world_size: int | None = None, 
         trainable = params["total"] - (params["vision"] if _get(cfg, "freeze_vision", False) else 0)
     shard = world if stage == 3 else 1
     weights = params["total"] * wbytes / shard
-    grads = trainable * wbytes / (world if stage >= 2 else 1)
-    optim = trainable * (8 + (4 if bf16 else 0)) / (world if stage >= 1 else 1)  # Adam m, v (+ fp32 master) in fp32
-    ref = weights if float(_get(cfg, "beta", 0.0)) > 0 and not lora else 0.0
+    grads = trainable * (4 if lora else wbytes) / (world if stage >= 2 else 1)  # peft keeps adapters in fp32
+    master = 4 if wbytes == 2 and not lora else 0  # DeepSpeed's fp32 copy of bf16 weights
+    optim = trainable * (8 + master) / (world if stage >= 1 else 1)  # Adam m, v (+ fp32 master) in fp32
+    ref_bytes = 2 if bf16 else 4  # the frozen reference model is bf16 in every bf16 run
+    ref = params["total"] * ref_bytes / shard if float(_get(cfg, "beta", 0.0)) > 0 and not lora else 0.0
 
     ckpt = bool(_get(cfg, "activation_checkpointing", False) or _get(cfg, "gradient_checkpointing", False))
     tokens = per_device * seq
@@ -115,7 +130,7 @@ def estimate_memory(cfg: Any, model_config: Any, world_size: int | None = None, 
     kv_heads = _get(text, "num_key_value_heads")
     head_dim = h // _get(text, "num_attention_heads")
     gen_batch = per_device * steps_per_gen  # TRL generates the whole local generation batch at once
-    kv_cache = gen_batch * seq * layers * 2 * kv_heads * head_dim * wbytes
+    kv_cache = gen_batch * seq * layers * 2 * kv_heads * head_dim * wbytes  # generate() runs in the weights' dtype
 
     gpu = weights + grads + ref + max(activations, kv_cache) + (0 if off else optim) + 1.0 * GIB  # + CUDA context
     prompts_per_step = per_device * accum * world / G
@@ -125,6 +140,7 @@ def estimate_memory(cfg: Any, model_config: Any, world_size: int | None = None, 
         "completions_per_step": per_device * accum * world, "tokens_per_step": int(per_device * accum * world * seq),
         "parameters": params["total"], "vision_parameters": params["vision"], "trainable_parameters": int(trainable),
         "zero_stage": stage, "offload": off, "world_size": world, "activation_checkpointing": ckpt, "bf16": bf16,
+        "weight_bytes": wbytes,
         "weights_gib": weights / GIB, "gradients_gib": grads / GIB, "optimizer_gib": (0 if off else optim) / GIB,
         "optimizer_cpu_gib": (optim if off else 0) / GIB, "reference_gib": ref / GIB,
         "activations_gib": activations / GIB, "generation_kv_gib": kv_cache / GIB, "total_gpu_gib": gpu / GIB,

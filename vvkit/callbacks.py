@@ -72,13 +72,20 @@ class ConfigInCheckpoint(TrainerCallback):
 
 class PolicyEval(TrainerCallback):
     """Calls `fn(model, processor) -> dict` every `every` optimizer steps (and at the end) and logs the result,
-    e.g. greedy held-out accuracy from `vvkit.train.reward_eval`: the hook the learning benchmark needs."""
+    e.g. greedy held-out accuracy from `vvkit.evaluate.accuracy_hook`: the hook the learning benchmark needs.
+
+    With several processes it runs on the main process only (the others would repeat the same evaluation), except
+    under ZeRO-3, where every forward needs every rank's shard: there all ranks run it and the main one logs."""
 
     def __init__(self, fn: Callable[..., dict], every: int, output_dir: str | Path | None = None):
         self.fn, self.every, self.output_dir = fn, max(1, int(every)), output_dir
         self.history: list[dict] = []
 
     def _run(self, args: Any, state: Any, model: Any, processing_class: Any) -> None:
+        from transformers.integrations.deepspeed import is_deepspeed_zero3_enabled
+
+        if not state.is_world_process_zero and not is_deepspeed_zero3_enabled():
+            return
         was_training = model.training
         model.eval()
         metrics = self.fn(model=model, processor=processing_class)

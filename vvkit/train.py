@@ -12,14 +12,13 @@ from __future__ import annotations
 
 import argparse
 import copy
-import os
 import sys
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import torch
 
-from vvkit.budget import estimate_memory, format_memory
+from vvkit.budget import estimate_memory, format_memory, uses_deepspeed, weights_in_bf16
 from vvkit.callbacks import ConfigInCheckpoint, LivePlot, MetricsLogger, PolicyEval
 from vvkit.config import ConfigError, parse_overrides
 from vvkit.io import atomic_write_json
@@ -34,16 +33,24 @@ POLICY_FILES = ("preprocessor_config.json", "video_preprocessor_config.json", "c
 
 
 # ---- policy and data -----------------------------------------------------------------------------------------------
+def process_state(cfg: TrainConfig) -> Any:
+    """accelerate's PartialState as the Trainer will see it. On CPU a bare `PartialState()` under torchrun sets up
+    one process per rank (each its own main), so the config's own device setup (`use_cpu`, the gloo backend,
+    `ddp_timeout`) must run first; `cfg.world_size` triggers it."""
+    from accelerate import PartialState
+
+    _ = cfg.world_size
+    return PartialState()
+
+
 def resolve_policy(cfg: TrainConfig) -> Path:
     """The starting policy folder: `cfg.policy`, or the tiny offline policy built once at <run_dir>/policy/tiny (on
     the main process; the other processes wait for it and then read the same folder)."""
     if cfg.policy:
         return Path(cfg.policy)
-    from accelerate import PartialState
-
     from vvkit.model import build_tiny_policy
 
-    with PartialState().main_process_first():
+    with process_state(cfg).main_process_first():
         return build_tiny_policy(RunDir(cfg.run_dir).tiny_policy, seed=cfg.seed)
 
 
@@ -64,24 +71,68 @@ def grpo_dataset(rows: Sequence[Row]) -> Any:
 
 
 def save_policy(trainer: Any, processor: Any, out: Path, source: Path) -> Path:
-    """Save the trained model where `load_policy` reads it: weights (LoRA merged when possible), tokenizer and the
-    processor files of the source policy (the processor is built in code, see vvkit.processing)."""
+    """Save the trained model where `load_policy` reads it: weights (LoRA merged), tokenizer and the processor files
+    of the source policy (the processor is built in code, see vvkit.processing). Under DeepSpeed the in-memory LoRA
+    model is sharded, so the main process merges the saved adapter into a fresh CPU copy of the source instead."""
     from peft import PeftModel
 
     model = trainer.accelerator.unwrap_model(trainer.model)
+    main = trainer.accelerator.is_main_process
     if isinstance(model, PeftModel):
         trainer.save_model(str(out / "adapter"))
-        if trainer.accelerator.is_main_process and not trainer.is_deepspeed_enabled:
+        trainer.accelerator.wait_for_everyone()  # every shard of the adapter is written
+        if main and trainer.is_deepspeed_enabled:
+            merge_adapter(source, out / "adapter", out)
+        elif main:
             model.merge_and_unload().save_pretrained(str(out))
     else:
         trainer.save_model(str(out))
-    if trainer.accelerator.is_main_process:
+    if main:
         processor.tokenizer.save_pretrained(str(out))
         for name in POLICY_FILES:
             if (source / name).exists():
                 (out / name).write_bytes((source / name).read_bytes())
+    trainer.accelerator.wait_for_everyone()  # no process returns a folder the main process is still writing
     return out
 
+
+def merge_adapter(source: str | Path, adapter: str | Path, out: str | Path) -> Path:
+    """Base policy `source` + LoRA adapter folder `adapter`, merged on the CPU and saved to `out` (peft's
+    `merge_and_unload`); the weights keep the source checkpoint's dtype."""
+    from peft import PeftModel
+    from transformers import Qwen2_5_VLForConditionalGeneration
+
+    base = Qwen2_5_VLForConditionalGeneration.from_pretrained(str(source), dtype="auto", local_files_only=True)
+    merged = PeftModel.from_pretrained(base, str(adapter)).merge_and_unload()
+    merged.save_pretrained(str(out))
+    return Path(out)
+
+
+def weight_dtypes(cfg: TrainConfig) -> tuple[torch.dtype, torch.dtype]:
+    """(policy, reference) weight dtypes, by `vvkit.budget.weights_in_bf16`: a bf16 run keeps bf16 weights (so
+    rollouts and their KV cache are bf16) under DeepSpeed (fp32 master weights live in its optimizer) and with
+    LoRA (the frozen base; peft keeps the adapters fp32); full fine-tuning without DeepSpeed keeps fp32 weights
+    under bf16 autocast, because Adam updates of ~lr x weight fall below bf16's resolution at lr ~1e-6. The frozen
+    reference model is bf16 in every bf16 run."""
+    bf16 = bool(cfg.bf16)
+    policy = torch.bfloat16 if weights_in_bf16(bf16, _uses_deepspeed(cfg), bool(cfg.lora)) else torch.float32
+    return policy, torch.bfloat16 if bf16 else torch.float32
+
+
+def check_attention(name: str, dtype: torch.dtype) -> None:
+    """flash_attention_2 needs the flash-attn package and 16-bit weights: say so before loading, not mid-run."""
+    if name != "flash_attention_2":
+        return
+    import importlib.util
+
+    if importlib.util.find_spec("flash_attn") is None:
+        raise ConfigError("grpo_training.attn_implementation = flash_attention_2, but the flash-attn package is not "
+                          "importable here; install it (pip install flash-attn --no-build-isolation, CUDA only) or "
+                          "set attn_implementation: sdpa")
+    if dtype not in (torch.bfloat16, torch.float16):
+        raise ConfigError(f"grpo_training.attn_implementation = flash_attention_2 needs bf16 weights, but this run "
+                          f"loads the policy in {dtype} (bf16 is off, or full fine-tuning without DeepSpeed keeps fp32 "
+                          "master weights); use sdpa, or bf16 with LoRA or DeepSpeed")
 
 
 # ---- the stage, top to bottom --------------------------------------------------------------------------------------
@@ -103,7 +154,7 @@ def freeze_vision(model: Any) -> int:
 
 
 def _uses_deepspeed(cfg: TrainConfig) -> bool:
-    return bool(cfg.deepspeed) or os.environ.get("ACCELERATE_USE_DEEPSPEED", "false").lower() == "true"
+    return uses_deepspeed(cfg)
 
 
 def train(cfg: TrainConfig, callbacks: list | None = None, eval_fn: Callable | None = None,
@@ -113,7 +164,7 @@ def train(cfg: TrainConfig, callbacks: list | None = None, eval_fn: Callable | N
     `eval_every` steps (see `vvkit.evaluate.accuracy_hook`); checkpoints every `save_steps`; `resume_from_checkpoint` resumes."""
     from transformers import set_seed
 
-    from vvkit.difficulty import filter_by_difficulty
+    from vvkit.difficulty import filtered_rows
     from vvkit.model import load_policy
     from vvkit.rewards import get_reward_funcs, make_judge
 
@@ -125,25 +176,26 @@ def train(cfg: TrainConfig, callbacks: list | None = None, eval_fn: Callable | N
 
     # ---- policy: the starting point (checkpoint, tiny offline policy, or the SFT warm start) ----
     start = warm_start(cfg) if cfg.sft_steps > 0 else resolve_policy(cfg)
+    state = process_state(cfg)
+    state.wait_for_everyone()  # the main process may still be writing the warm-start or tiny policy folder
 
     # ---- data (optionally without the rows the starting policy already always gets right) ----
     rows = load_split(cfg, "train")
-    if cfg.difficulty_filter_k > 0:
-        n = len(rows)
-        rows = filter_by_difficulty(start, rows, k=cfg.difficulty_filter_k, frames=cfg.frames,
-                                    temperature=cfg.difficulty_filter_temperature,
-                                    judge=make_judge(**rewards.settings(cfg.run_dir)),
-                                    max_new_tokens=cfg.max_completion_length)
-        save_rows(rows, out / "train_filtered.jsonl")
-        print(f"[vvkit] difficulty filter: kept {len(rows)} of {n} rows")
+    if cfg.difficulty_filter_k > 0:  # once, on the main process; the kept rows are broadcast
+        rows = filtered_rows(cfg, start, rows, lambda: make_judge(**rewards.settings(cfg.run_dir)))
+        set_seed(cfg.seed)  # the filter drew samples on the main process only: every rank starts alike again
     eval_ds = grpo_dataset(load_split(cfg, "eval")) if cfg.eval_strategy != "no" else None
 
-    # ---- processor and model (fp32 weights + bf16 autocast unless DeepSpeed keeps fp32 master weights) ----
-    dtype = torch.bfloat16 if cfg.bf16 and _uses_deepspeed(cfg) else torch.float32
+    # ---- processor and model (dtypes: see weight_dtypes) ----
+    dtype, ref_dtype = weight_dtypes(cfg)
+    check_attention(cfg.attn_implementation, dtype)
     model, processor = load_policy(start, dtype=dtype, attn_implementation=cfg.attn_implementation)
     if cfg.freeze_vision:
         freeze_vision(model)
     print(format_memory(estimate_memory(cfg, model.config)))
+    if cfg.beta > 0 and not cfg.lora and "dtype" not in (cfg.model_init_kwargs or {}):
+        cfg = copy.copy(cfg)  # TRL builds the reference model from `start` with model_init_kwargs
+        cfg.model_init_kwargs = {**(cfg.model_init_kwargs or {}), "dtype": ref_dtype}
 
     # ---- rewards (T-GRPO's bonus column is added by the trainer) ----
     reward_funcs = get_reward_funcs(rewards.reward_funcs, **rewards.settings(cfg.run_dir))
@@ -157,7 +209,8 @@ def train(cfg: TrainConfig, callbacks: list | None = None, eval_fn: Callable | N
 
         cfg = copy.copy(cfg)  # not dataclasses.replace: TrainingArguments' __post_init__ would run twice
         cfg.report_to = [r for r in report if r != "tensorboard"] or "none"
-        extra.append(TensorBoardCallback(SummaryWriter(log_dir=str(out / "tensorboard"))))
+        if state.is_main_process:  # one event file per run, not one per process
+            extra.append(TensorBoardCallback(SummaryWriter(log_dir=str(out / "tensorboard"))))
     if eval_fn is not None:
         extra.append(PolicyEval(eval_fn, eval_every or int(cfg.save_steps)))
     trainer = VideoGRPOTrainer(model=model, reward_funcs=reward_funcs, args=cfg, train_dataset=grpo_dataset(rows),

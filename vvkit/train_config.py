@@ -51,6 +51,9 @@ class TrainConfig(GRPOConfig):
     difficulty_filter_k: int = _f(0, "Before RL, sample k completions per row and drop rows where all k are "
                                      "correct (paper: k=5 at T=1.0); 0 = off.")
     difficulty_filter_temperature: float = _f(1.0, "Sampling temperature of the difficulty filter.")
+    difficulty_caption_spread: float = _f(0.2, "Caption rows: keep only when the population standard deviation of "
+                                               "the k samples' AutoDQ F1 is >= this (paper: 0.2, called a variance; "
+                                               "see vvkit.difficulty for why std); 0 = keep every caption.")
     # ---- SFT warm start (not in the paper; Video-R1 does an SFT cold start) ----
     sft_steps: int = _f(0, "SFT warm-start steps on template reasoning before RL; 0 = start RL directly.")
     sft_lr: float = _f(1e-3, "SFT warm-start learning rate (1e-3 suits the tiny policy; far lower for 7B).")
@@ -88,6 +91,9 @@ class TrainConfig(GRPOConfig):
         if self.attn_implementation not in ATTN_IMPLEMENTATIONS:
             raise ConfigError(f"grpo_training.attn_implementation = {self.attn_implementation!r}; use one of "
                               f"{list(ATTN_IMPLEMENTATIONS)}")
+        if not 0.0 <= self.difficulty_caption_spread <= 0.5:
+            raise ConfigError(f"grpo_training.difficulty_caption_spread = {self.difficulty_caption_spread}: a standard "
+                              "deviation of F1 scores in [0, 1] lies in [0, 0.5] (paper: 0.2; 0 = keep every caption)")
         if self.difficulty_filter_k < 0 or self.sft_steps < 0:
             raise ConfigError("grpo_training: difficulty_filter_k and sft_steps must be >= 0 (0 = off)")
         if self.lora is not None and not isinstance(self.lora, dict):

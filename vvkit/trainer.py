@@ -22,10 +22,17 @@ from trl.trainer.utils import RepeatSampler
 
 from vvkit.io import append_jsonl
 from vvkit.rewards.parsing import completion_text, parse_completion
+from vvkit.rewards.rule import format_reward
 from vvkit.rollout import (VIDEO_FIELDS, EncodedPrompt, PromptCache, encode_prompt, never_sampled, row_rng,
                            shuffle_frames, token_types, video_inputs, video_lists)
 from vvkit.video import FramePolicy
 TGRPO_CORRECT = 0.1  # Video-R1 counts an ordered completion as correct when its accuracy reward exceeds 0.1
+
+
+def task_part(values: torch.Tensor, formats: torch.Tensor, gate_mode: str) -> torch.Tensor:
+    """The task score inside a gated reward: Video-R1's T-GRPO tests its accuracy reward alone (> 0.1), so under
+    `gate: add` (format + task) the format point is taken off first; a well-formed wrong answer scores 0, not 1."""
+    return values - formats if gate_mode == "add" else values
 
 
 def temporal_reward(completions: list, **kwargs: Any) -> list[float | None]:
@@ -83,12 +90,22 @@ class VideoGRPOTrainer(GRPOTrainer):
         self._video_batch: dict[str, list[torch.Tensor]] | None = None  # aligned with the rows being scored
         self._encoded: list[EncodedPrompt] | None = None
         self._clips: list[list[tuple[np.ndarray, float]]] | None = None
+        self._epoch_sampler: EpochRepeatSampler | None = None
 
     def _get_train_sampler(self, dataset: Any = None) -> EpochRepeatSampler:
         base = super()._get_train_sampler(dataset)
-        return EpochRepeatSampler(data_source=base.data_source, mini_repeat_count=base.mini_repeat_count,
-                                  batch_size=base.batch_size, repeat_count=base.repeat_count, shuffle=base.shuffle,
-                                  seed=base.seed)
+        self._epoch_sampler = EpochRepeatSampler(
+            data_source=base.data_source, mini_repeat_count=base.mini_repeat_count, batch_size=base.batch_size,
+            repeat_count=base.repeat_count, shuffle=base.shuffle, seed=base.seed)
+        return self._epoch_sampler
+
+    def _run_epoch(self, model: Any, epoch: int, *args: Any, **kwargs: Any) -> Any:
+        """Seed the sampler with the epoch directly: with several processes, accelerate wraps it in
+        BatchSamplerShard (and, on a mid-epoch resume, in SkipBatchSampler on top), and transformers' `set_epoch`
+        stops two levels short, so a resumed run would replay epoch 0's order."""
+        if self._epoch_sampler is not None:
+            self._epoch_sampler.set_epoch(epoch)
+        return super()._run_epoch(model, epoch, *args, **kwargs)
 
     def _load_from_checkpoint(self, resume_from_checkpoint: str, model: Any = None) -> None:
         """Resume the weights through `from_pretrained`: transformers 5.24 saves Qwen2.5-VL under its checkpoint key
@@ -151,6 +168,11 @@ class VideoGRPOTrainer(GRPOTrainer):
         """TRL's chunked log-prob pass, with each chunk's videos, timings and token types (TRL passes images only)."""
         videos = self._video_batch
         if videos is None:
+            if (input_ids == self._video_pad_token_id).any():
+                raise RuntimeError("log-prob pass over sequences with <|video_pad|> placeholders but no video batch: "
+                                   "TRL's pass would score them on bare placeholder embeddings. The video fields "
+                                   "(pixel_values_videos, video_grid_thw, second_per_grid_ts) were lost on the way "
+                                   "from _generate_and_score_completions to _compute_loss")
             return super()._get_per_token_logps_and_entropies(
                 model, input_ids, attention_mask, logits_to_keep, batch_size=batch_size,
                 compute_entropy=compute_entropy, compute_aux_loss=compute_aux_loss, **image_kwargs)
@@ -184,12 +206,12 @@ class VideoGRPOTrainer(GRPOTrainer):
                            completion_ids_list: list) -> torch.Tensor:
         rewards_per_func = super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)  # (N_all, F)
         mode = "train" if self.model.training else "eval"
-        if self.tgrpo and self._clips is not None:
-            rewards_per_func = self._temporal_bonus(inputs, prompts, rewards_per_func, mode)
+        if self.tgrpo and self._clips is not None and mode == "train":  # Video-R1 contrasts training rollouts only
+            rewards_per_func = self._temporal_bonus(inputs, prompts, completions, rewards_per_func, mode)
         self._log_by_task(inputs, completions, rewards_per_func, mode)
         return rewards_per_func
 
-    def _temporal_bonus(self, inputs: list[dict], prompts: list, rewards_per_func: torch.Tensor,
+    def _temporal_bonus(self, inputs: list[dict], prompts: list, completions: list, rewards_per_func: torch.Tensor,
                         mode: str) -> torch.Tensor:
         """Video-R1 T-GRPO: sample G/2 completions per prompt on frame-shuffled clips; when the ordered group's mean
         accuracy >= tgrpo_ratio x the shuffled group's, add tgrpo_alpha to each correct ordered completion."""
@@ -210,11 +232,18 @@ class VideoGRPOTrainer(GRPOTrainer):
             trainer_state=self.state, log_extra=_noop, log_metric=_noop)
         shuffled_acc = torch.full((len(inputs),), math.nan, device=device)
         shuffled_acc[picks] = torch.tensor([math.nan if s is None else float(s) for s in scores], device=device)
-        shuffled_acc = gather(shuffled_acc).view(-1, G)  # (prompts, G), NaN where not sampled
-        ordered = rewards_per_func[:, self._tgrpo_index].view(-1, G)
-        p_ord, p_shuf = torch.nanmean(ordered, 1), torch.nanmean(shuffled_acc, 1)
+        fn = self.reward_funcs[self._tgrpo_index]
+        settings = getattr(fn, "settings", {})
+        gate_mode, strict = settings.get("gate_mode", "multiply"), settings.get("strict", True)
+        shuffled_fmt = torch.zeros(len(inputs), device=device)
+        shuffled_fmt[picks] = torch.tensor(format_reward(texts, strict=strict), device=device)
+        shuffled_acc = task_part(gather(shuffled_acc), gather(shuffled_fmt), gate_mode).view(-1, G)  # NaN: unsampled
+        ordered_fmt = torch.tensor(format_reward([completion_text(c) for c in completions], strict=strict),
+                                   device=device)
+        ordered = task_part(rewards_per_func[:, self._tgrpo_index], gather(ordered_fmt), gate_mode)
+        p_ord, p_shuf = torch.nanmean(ordered.view(-1, G), 1), torch.nanmean(shuffled_acc, 1)
         qualifies = (p_ord >= self.args.tgrpo_ratio * p_shuf).repeat_interleave(G)  # NaN compares False
-        bonus = self.args.tgrpo_alpha * (qualifies & (rewards_per_func[:, self._tgrpo_index] > TGRPO_CORRECT)).float()
+        bonus = self.args.tgrpo_alpha * (qualifies & (ordered > TGRPO_CORRECT)).float()
         scorable = ~torch.isnan(rewards_per_func[:, :-1]).all(dim=1)
         rewards_per_func[:, -1] = torch.where(scorable, bonus, torch.full_like(bonus, math.nan))
         m = self._metrics[mode]
