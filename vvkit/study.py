@@ -286,10 +286,17 @@ def task_score(task: str, metrics: dict) -> float:
 
 
 def eval_config(cfg: StudyConfig) -> Any:
-    from vvkit.evaluate import EvalConfig
+    """Greedy evaluation scored like the training reward: offline judge, open-ended answers by the judge."""
+    from vvkit import evaluate as E
 
-    return EvalConfig(frames=cfg.frames, batch_size=cfg.eval_batch_size, max_new_tokens=cfg.max_completion_length + 8,
-                      seed=cfg.seed, judge="offline", open_ended_metric="judge", progress=False)
+    kw = dict(frames=cfg.frames, batch_size=cfg.eval_batch_size, max_new_tokens=cfg.max_completion_length + 8,
+              seed=cfg.seed, progress=False)
+    names = {f.name for f in dataclasses.fields(E.EvalConfig)}
+    if "rewards" in names:
+        kw["rewards"] = dict(REWARDS)
+    else:
+        kw.update(judge="offline", open_ended_metric=REWARDS["open_ended_metric"])
+    return E.EvalConfig(**kw)
 
 
 def task_scores(policy: Any, rows: Sequence[Row], cfg: StudyConfig, out_dir: Path | None = None,
