@@ -12,9 +12,15 @@ recomputation by checkpointing is not counted, as MFU conventions do).
 Optimizers: `sgd` (default; no state, so the 7B fits one 80 GB GPU: weights + gradients ~33 GB), `adamw` (bf16
 states, another ~33 GB: needs a ~141 GB GPU). Multi-GPU ZeRO-3 runs use `accelerate launch` with vvkit.train instead.
 
-    python benchmarks/bench_gpu_step.py [--new-tokens 512] [--micro-batch 8] [--optimizer sgd] [--steps 2]
+    python benchmarks/bench_gpu_step.py            # the suite: full and LoRA x completion 512 and 2048 (one H200: <10 min)
+    python benchmarks/bench_gpu_step.py --new-tokens 512 --cases full [--micro-batch 8] [--optimizer sgd] [--steps 1]
 
-Writes benchmarks/results/gpu_step.json (atomic). Exits with a message when there is no CUDA GPU.
+Cases share one model build: `full` trains every weight; `lora` wraps the same model with peft LoRA (r=64 on the
+attention projections q/k/v/o of the language model) and trains the adapters only (its update counts 4 x instead of
+6 x parameters per token: no weight gradients for the frozen base). Each length gets one untimed warm-up step at
+16 tokens (kernels, allocator), then `--steps` timed steps.
+
+Writes benchmarks/results/gpu_step.json (atomic; {"cases": [...]}). Exits with a message when there is no CUDA GPU.
 """
 from __future__ import annotations
 
@@ -96,31 +102,43 @@ def update_flops(model: torch.nn.Module, prompt_len: int, new_tokens: int, rows:
     return rows * (seq * per_token + new_tokens * lm_head + 6 * vision_params * patches)
 
 
+LORA = {"r": 64, "lora_alpha": 128, "target_modules": ["q_proj", "k_proj", "v_proj", "o_proj"], "lora_dropout": 0.0}
+LENGTHS = (512, 2048)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--new-tokens", type=int, default=512, help="completion length (the paper allows up to 2048)")
+    ap.add_argument("--new-tokens", type=int, nargs="+", default=list(LENGTHS),
+                    help="completion lengths (the paper allows up to 2048)")
+    ap.add_argument("--cases", nargs="+", choices=["full", "lora"], default=["full", "lora"])
     ap.add_argument("--generations", type=int, default=8)
     ap.add_argument("--micro-batch", type=int, default=8, help="sequences per forward/backward in the update")
     ap.add_argument("--optimizer", choices=["sgd", "adamw"], default="sgd")
-    ap.add_argument("--steps", type=int, default=2, help="timed steps after one warm-up step")
+    ap.add_argument("--steps", type=int, default=1, help="timed steps per length after a short warm-up step")
     ap.add_argument("--dry-run", action="store_true", help="micro model on CPU: check the script, write nothing")
     args = ap.parse_args()
     if args.dry_run:
-        return run(args, "cpu", dry_run=True)
+        return suite(args, "cpu", dry_run=True)
     if not torch.cuda.is_available():
         print("bench_gpu_step.py needs a CUDA GPU (it builds a 7B model in bf16); none is visible here. "
               "Run it on a GPU machine: python benchmarks/bench_gpu_step.py", file=sys.stderr)
         return 2
-    return run(args, "cuda")
+    return suite(args, "cuda")
 
 
 def run(args: argparse.Namespace, device: str, dry_run: bool = False) -> int:
-    """Build, then time `args.steps` rollout + update steps after a warm-up step; write the results (GPU runs)."""
-    from trl.trainer.utils import get_peak_flops
+    """One case (`args.new_tokens`: one length; `args.lora`: LoRA or full), as `suite` runs it."""
+    n = args.new_tokens if isinstance(args.new_tokens, int) else args.new_tokens[0]
+    one = argparse.Namespace(**{**vars(args), "new_tokens": [n],
+                                "cases": ["lora" if getattr(args, "lora", False) else "full"]})
+    return suite(one, device, dry_run)
 
+
+def suite(args: argparse.Namespace, device: str, dry_run: bool = False) -> int:
+    """Build once; for each case (full, then LoRA) and length: warm up, time `args.steps` rollout + update steps;
+    write every case's results (GPU runs)."""
     from vvkit.io import atomic_write_json
 
-    G, N = args.generations, args.new_tokens
     torch.manual_seed(0)
     torch.backends.cuda.matmul.allow_tf32 = True
     t0 = time.perf_counter()
@@ -128,21 +146,52 @@ def run(args: argparse.Namespace, device: str, dry_run: bool = False) -> int:
     build_s = time.perf_counter() - t0
     model.config.use_cache = model.config.get_text_config().use_cache = False  # generate() asks for the cache
     model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+    prompt = video_prompt(device, 4, 56) if dry_run else video_prompt(device)
+    cases = []
+    for case in args.cases:
+        if case == "lora":
+            from peft import LoraConfig, get_peft_model
+
+            model = get_peft_model(model, LoraConfig(task_type="CAUSAL_LM", **LORA))
+            model.enable_input_require_grads()  # checkpointed blocks need a grad-carrying input
+        for n in args.new_tokens:
+            rec = measure(model, prompt, args, device, n, lora=case == "lora")
+            rec["setup"]["model_build_s"] = round(build_s, 1)
+            cases.append(rec)
+            print(f"{case} {n}: rollout {rec['rollout_s']} s ({rec['rollout_tokens_per_s']} tok/s), update "
+                  f"{rec['update_s']} s, peak {rec['peak_memory_gib']} GiB, "
+                  f"{rec['update_fraction_of_bf16_peak']} of bf16 peak", flush=True)
+        if device == "cuda":
+            torch.cuda.empty_cache()
+    if dry_run:
+        print("dry run ok:", [(c["setup"]["case"], c["setup"]["new_tokens"]) for c in cases])
+        return 0
+    path = atomic_write_json(HERE / "results" / "gpu_step.json", {"cases": cases})
+    print(f"-> {path}")
+    return 0
+
+
+def measure(model: torch.nn.Module, prompt: dict, args: argparse.Namespace, device: str, N: int,
+            lora: bool = False) -> dict:
+    """Time one rollout + update step `args.steps` times at completion length N, after a 16-token warm-up step."""
+    from trl.trainer.utils import get_peak_flops
+
+    G = args.generations
+    P, patches = prompt["input_ids"].shape[1], prompt["pixel_values_videos"].shape[0]
     params = [p for p in model.parameters() if p.requires_grad]
     opt = (torch.optim.SGD(params, lr=1e-6) if args.optimizer == "sgd"
            else torch.optim.AdamW(params, lr=1e-6, foreach=False))
-    prompt = video_prompt(device, 4, 56) if dry_run else video_prompt(device)
-    P, patches = prompt["input_ids"].shape[1], prompt["pixel_values_videos"].shape[0]
 
-    def rollout() -> torch.Tensor:
+    def rollout(n: int) -> torch.Tensor:
         model.eval()
         with torch.no_grad():
             out = model.generate(**repeat(prompt, G), do_sample=True, temperature=1.0, top_k=0, top_p=1.0,
-                                 max_new_tokens=N, min_new_tokens=N, use_cache=True)
+                                 max_new_tokens=n, min_new_tokens=n, use_cache=True)
         return out[:, P:]
 
     def update(completions: torch.Tensor) -> None:
         model.train()
+        n = completions.shape[1]
         adv = torch.randn(G, device=device)  # stand-in advantages: the loss shape, not its value, matters here
         for s in range(0, G, args.micro_batch):
             rows = completions[s:s + args.micro_batch]
@@ -152,7 +201,7 @@ def run(args: argparse.Namespace, device: str, dry_run: bool = False) -> int:
             kw = {"input_ids": ids, "attention_mask": torch.ones_like(ids),
                   "mm_token_type_ids": torch.cat([batch["mm_token_type_ids"], torch.zeros_like(rows)], 1),
                   **{k: batch[k] for k in ("pixel_values_videos", "video_grid_thw", "second_per_grid_ts")}}
-            logits = model(**kw, logits_to_keep=N + 1).logits[:, :-1].float()  # (b, N, V)
+            logits = model(**kw, logits_to_keep=n + 1).logits[:, :-1].float()  # (b, n, V)
             logp = torch.log_softmax(logits, -1).gather(-1, rows[..., None])[..., 0]
             loss = -(logp.mean(1) * adv[s:s + b]).sum() / G
             loss.backward()
@@ -161,52 +210,48 @@ def run(args: argparse.Namespace, device: str, dry_run: bool = False) -> int:
         opt.zero_grad(set_to_none=True)
 
     cuda = device == "cuda"
-
     phases: dict[str, list[float]] = {"rollout_s": [], "update_s": []}
     peaks: dict[str, float] = {}
     for step in range(args.steps + 1):
+        n = N if step > 0 else min(N, 16)  # step 0 warms up kernels and the allocator, briefly
         for name in ("rollout", "update"):
             if cuda:
                 torch.cuda.synchronize()
                 torch.cuda.reset_peak_memory_stats()
             t0 = time.perf_counter()
             if name == "rollout":
-                completions = rollout()
-                assert completions.shape == (G, N), completions.shape
+                completions = rollout(n)
+                assert completions.shape == (G, n), completions.shape
             else:
                 update(completions)
             if cuda:
                 torch.cuda.synchronize()
-            if step > 0:  # step 0 warms up kernels and the allocator
+            if step > 0:
                 phases[f"{name}_s"].append(time.perf_counter() - t0)
                 peaks[name] = max(peaks.get(name, 0.0), torch.cuda.max_memory_allocated() / 2**30 if cuda else 0.0)
+    del opt
     rollout_s = sum(phases["rollout_s"]) / args.steps
     update_s = sum(phases["update_s"]) / args.steps
     name = torch.cuda.get_device_name() if cuda else "cpu (dry run)"
     peak = get_peak_flops(name, "bfloat16")
-    flops = update_flops(model, P, N, G, patches)
-    result = {
-        "setup": {"gpu": name, "torch": torch.__version__, "python": platform.python_version(),
-                  "parameters": sum(p.numel() for p in model.parameters()), "prompt_tokens": P,
-                  "video_tokens": int((prompt["input_ids"] == IDS["video_token_id"]).sum()), "vision_patches": patches,
-                  "frames": FRAMES, "pixels_per_frame": SIDE * SIDE, "generations": G, "new_tokens": N,
-                  "micro_batch": args.micro_batch, "optimizer": args.optimizer, "activation_checkpointing": True,
-                  "attention": "sdpa", "timed_steps": args.steps, "model_build_s": round(build_s, 1)},
+    base = model.get_base_model() if lora else model
+    flops = update_flops(base, P, N, G, patches) * (4 / 6 if lora else 1.0)
+    return {
+        "setup": {"case": "lora" if lora else "full", "gpu": name, "torch": torch.__version__,
+                  "python": platform.python_version(), "parameters": sum(p.numel() for p in model.parameters()),
+                  "trainable_parameters": sum(p.numel() for p in params), "lora": LORA if lora else None,
+                  "prompt_tokens": P, "video_tokens": int((prompt["input_ids"] == IDS["video_token_id"]).sum()),
+                  "vision_patches": patches, "frames": FRAMES, "pixels_per_frame": SIDE * SIDE, "generations": G,
+                  "new_tokens": N, "micro_batch": args.micro_batch, "optimizer": args.optimizer, "dtype": "bfloat16",
+                  "activation_checkpointing": True, "attention": "sdpa", "timed_steps": args.steps},
         "rollout_s": round(rollout_s, 3), "update_s": round(update_s, 3), "step_s": round(rollout_s + update_s, 3),
         "rollout_tokens_per_s": round(G * N / rollout_s, 1),
         "peak_memory_gib": {k: round(v, 2) for k, v in peaks.items()},
-        "update_model_tflops": round(flops / 1e12, 1), "update_tflops_per_s": round(flops / update_s / 1e12, 1),
+        "update_model_tflops": round(flops / 1e12, 3), "update_tflops_per_s": round(flops / update_s / 1e12, 3),
         "bf16_peak_tflops": peak and peak / 1e12,
         "update_fraction_of_bf16_peak": round(flops / update_s / peak, 3) if peak else None,
         "times_s": {k: [round(t, 3) for t in v] for k, v in phases.items()},
     }
-    if dry_run:
-        print("dry run ok:", {k: result[k] for k in ("rollout_s", "update_s", "update_model_tflops")})
-        return 0
-    path = atomic_write_json(HERE / "results" / "gpu_step.json", result)
-    print(f"{name}: rollout {rollout_s:.2f} s ({G}x{N} tokens), update {update_s:.2f} s, peak "
-          f"{max(peaks.values()):.1f} GiB, update at {result['update_fraction_of_bf16_peak']} of bf16 peak -> {path}")
-    return 0
 
 
 if __name__ == "__main__":

@@ -498,3 +498,17 @@ def test_gpu_step_benchmark_runs_its_code_path_on_cpu():
     args = types.SimpleNamespace(new_tokens=3, generations=2, micro_batch=1, optimizer="adamw", steps=1)
     assert bench.run(args, "cpu", dry_run=True) == 0
     assert bench.video_prompt("cpu")["input_ids"].eq(bench.IDS["video_token_id"]).sum() == 8 * 14 * 14
+
+
+def test_gpu_step_benchmark_suite_runs_full_and_lora_on_cpu():
+    import importlib.util
+    import types
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_gpu_step.py"
+    spec = importlib.util.spec_from_file_location("bench_gpu_step_suite", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    args = types.SimpleNamespace(new_tokens=[2, 3], cases=["full", "lora"], generations=2, micro_batch=1,
+                                 optimizer="sgd", steps=1)
+    assert bench.suite(args, "cpu", dry_run=True) == 0
+    assert bench.LENGTHS == (512, 2048)
