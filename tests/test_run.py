@@ -88,3 +88,20 @@ def test_params_errors_name_section_and_key(tmp_path):
         load_params(bad)
     with pytest.raises(ConfigError, match="not found"):
         load_params(tmp_path / "missing.yaml")
+
+
+def test_training_progress_lines_are_what_vvkit_run_streams(capsys):
+    from types import SimpleNamespace
+
+    from vvkit.callbacks import ProgressLines
+
+    cb = ProgressLines("grpo", lines=2)
+    state = SimpleNamespace(global_step=0, max_steps=4, is_world_process_zero=True)
+    cb.on_train_begin(None, state, None)
+    for step in (1, 2, 3, 4):
+        state.global_step = step
+        cb.on_log(None, state, None, logs={"reward": 0.25 * step, "format_rate": 1.0})
+    cb.on_log(None, state, None, logs={"train_runtime": 3.0})  # the summary record prints nothing
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split(" | ")[0] for line in lines] == ["[vvkit] grpo step 2/4", "[vvkit] grpo step 4/4"]
+    assert "reward 1.000" in lines[-1] and "ETA 0.0 min" in lines[-1]

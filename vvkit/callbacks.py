@@ -163,3 +163,34 @@ class LivePlot(TrainerCallback):
             fig = self.figure()
             fig.savefig(self.png_path, dpi=120)
             plt.close(fig)
+
+
+class ProgressLines(TrainerCallback):
+    """One `[vvkit]` line every `every` logged steps (step, loss or reward, format rate, seconds per step, ETA):
+    what `vvkit run` streams to the terminal while a notebook trains, where tqdm bars would not show."""
+
+    def __init__(self, stage: str, lines: int = 20):
+        self.stage, self.lines, self.t0 = stage, lines, None
+
+    def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        import time
+
+        self.t0, self.step0 = time.perf_counter(), state.global_step
+
+    def on_log(self, args: Any, state: Any, control: Any, logs: dict | None = None, **kwargs: Any) -> None:
+        import time
+
+        if not logs or not state.is_world_process_zero or self.t0 is None or state.global_step == self.step0:
+            return
+        total = state.max_steps or 1
+        every = max(1, total // self.lines)
+        if state.global_step % every and state.global_step != total:
+            return
+        per_step = (time.perf_counter() - self.t0) / (state.global_step - self.step0)
+        shown = [f"{k} {logs[k]:.3f}" for k in ("loss", "reward", "format_rate", "frac_reward_zero_std")
+                 if isinstance(logs.get(k), (int, float))]
+        if not shown:  # the end-of-training summary record
+            return
+        eta = per_step * (total - state.global_step)
+        print(f"[vvkit] {self.stage} step {state.global_step}/{total} | " + " | ".join(shown)
+              + f" | {per_step:.2f} s/step | ETA {eta / 60:.1f} min", flush=True)

@@ -9,7 +9,7 @@ from typing import Any
 
 import torch
 
-from vvkit.callbacks import MetricsLogger
+from vvkit.callbacks import MetricsLogger, ProgressLines
 from vvkit.io import atomic_write_json
 from vvkit.rollout import PromptCache, special_ids, token_types, video_inputs, video_lists
 from vvkit.run import RunDir
@@ -99,7 +99,7 @@ def warm_start(cfg: TrainConfig, callbacks: list | None = None) -> Path:
     trainer = SFTTrainer(model=model, args=args, train_dataset=grpo_dataset(load_split(cfg)),
                          processing_class=processor,
                          data_collator=VideoSFTCollator(processor, FramePolicy.from_dict(cfg.frames), cfg.sft_answer),
-                         callbacks=[MetricsLogger(out), *(callbacks or [])])
+                         callbacks=[MetricsLogger(out), ProgressLines("warm start"), *(callbacks or [])])
     trainer.train()
     save_policy(trainer, processor, final, source)
     atomic_write_json(marker, {"settings": settings, "final_loss": trainer.state.log_history[-1].get("train_loss")})

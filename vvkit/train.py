@@ -19,7 +19,7 @@ from typing import Any, Callable, Sequence
 import torch
 
 from vvkit.budget import estimate_memory, format_memory, uses_deepspeed, weights_in_bf16
-from vvkit.callbacks import ConfigInCheckpoint, LivePlot, MetricsLogger, PolicyEval
+from vvkit.callbacks import ConfigInCheckpoint, LivePlot, MetricsLogger, PolicyEval, ProgressLines
 from vvkit.config import ConfigError, parse_overrides
 from vvkit.io import atomic_write_json
 from vvkit.prompts import row_to_messages
@@ -202,7 +202,7 @@ def train(cfg: TrainConfig, callbacks: list | None = None, eval_fn: Callable | N
 
     # ---- trainer ----
     report = [cfg.report_to] if isinstance(cfg.report_to, str) else list(cfg.report_to or [])
-    extra = [MetricsLogger(), ConfigInCheckpoint(), LivePlot(run.figure("03_grpo_curves"))]
+    extra = [MetricsLogger(), ConfigInCheckpoint(), LivePlot(run.figure("03_grpo_curves")), ProgressLines("grpo")]
     if "tensorboard" in report:  # under <output_dir>/tensorboard instead of transformers' <output_dir>/runs/<date>
         from torch.utils.tensorboard import SummaryWriter
         from transformers.integrations import TensorBoardCallback
