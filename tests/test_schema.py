@@ -101,3 +101,16 @@ def test_tokenizer_corpus_is_the_same_in_every_process():
     outs = {subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                            env={**os.environ, "PYTHONHASHSEED": str(seed)}).stdout for seed in (1, 2, 3)}
     assert len(outs) == 1
+
+
+def test_the_authors_prompt_style_is_what_their_model_saw():
+    from vvkit.prompts import AUTHORS_INSTRUCTION, row_to_messages
+
+    row = Row("m", "v.mp4", "What colour?", "A", "mcq", ["A. red", "B. blue"],
+              meta={"original_problem": "What colour?\nA. red\nB. blue"})
+    system, user = row_to_messages(row, style="authors")
+    assert system == {"role": "system", "content": "You are a helpful assistant."}  # the stock template's default
+    assert user["content"][1]["text"] == "What colour?\nA. red\nB. blue" + AUTHORS_INSTRUCTION
+    assert row_to_messages(row)[0]["role"] == "user"  # vvkit's own prompt has no system turn
+    with pytest.raises(ValueError, match="prompt style"):
+        row_to_messages(row, style="chatty")

@@ -225,8 +225,9 @@ class EvalConfig:
     temperature: float = _f(1.0, "Sampling temperature when do_sample is true.")
     top_p: float = _f(1.0, "Nucleus sampling when do_sample is true.")
     seed: int = _f(0, "Shuffled-frame permutations (and sampling when do_sample).")
-    prompt_style: str = _f("reason", "'reason' (think/answer template, the kit's) or 'plain' (the benchmark's own "
-                                     "instruction, how base models are evaluated in the paper's tables).")
+    prompt_style: str = _f("reason", "'reason' (think/answer template, the kit's), 'plain' (the benchmark's own "
+                                     "instruction, how base models are evaluated in the paper's tables) or "
+                                     "'authors' (the authors' wording and system turn).")
     rewards: dict = _f({}, "The shared `rewards` settings: the judge and open_ended_metric used to score answers.")
     progress: bool = _f(True, "Show a progress bar while generating.")
 
@@ -269,8 +270,10 @@ class AnalysisConfig(SharedConfig, EvalConfig):
                               f"including 'video' (the plain evaluation the others are compared with)")
         if not self.compare:
             raise ConfigError("analysis.compare is empty; name at least one policy, e.g. [warm_start, grpo]")
-        if self.prompt_style not in ("reason", "plain"):  # vvkit.prompts.PROMPT_STYLES
-            raise ConfigError(f"analysis.prompt_style = {self.prompt_style!r}; use 'reason' or 'plain'")
+        from vvkit.prompts import PROMPT_STYLES
+
+        if self.prompt_style not in PROMPT_STYLES:
+            raise ConfigError(f"analysis.prompt_style = {self.prompt_style!r}; use one of {list(PROMPT_STYLES)}")
 
 
 # Section name in params/*.yaml -> "module:Class" of its config (imported lazily: TrainConfig imports TRL).

@@ -62,7 +62,13 @@ def build_prompt(row: Any) -> str:
     return f"{task_text(row)}\n{INSTRUCTION}"
 
 
-PROMPT_STYLES = ("reason", "plain")
+PROMPT_STYLES = ("reason", "plain", "authors")
+# The authors' wording (VidBridge-R1 training script): the raw problem (options written inside it) followed by this
+# instruction, with the system turn the stock Qwen2.5-VL chat template inserts when a conversation has none: the
+# effective prompt their model saw. vvkit's own template adds no default system prompt, so it is written out here.
+AUTHORS_INSTRUCTION = ("\nOutput the thinking process in <think> </think> and final answer in <answer> </answer> tags, "
+                       "i.e., <think> reasoning process here </think><answer> answer here </answer>. ")
+AUTHORS_SYSTEM = "You are a helpful assistant."
 # The plain style: the benchmark's own instruction, as base-model tables are evaluated (Video-MME, MVBench in lmms-eval).
 PLAIN_MCQ_INSTRUCTION = "Answer with the option's letter from the given choices directly."
 
@@ -77,9 +83,16 @@ def plain_prompt(row: Any) -> str:
 
 def row_to_messages(row: Any, style: str = "reason") -> list[dict]:
     """Chat messages for the processor's template: one user turn, the video first, then the text (paper §7).
-    `style="plain"` drops the Reason-Then-Respond instruction (how the paper's baselines are prompted)."""
+    `style="plain"` drops the Reason-Then-Respond instruction (how the paper's baselines are prompted);
+    `style="authors"` is the authors' wording and system turn (imported rows keep their problem text in
+    `meta["original_problem"]`)."""
     if style not in PROMPT_STYLES:
         raise ValueError(f"prompt style {style!r} unknown; choose one of {PROMPT_STYLES}")
+    if style == "authors":
+        meta = _get(row, "meta") or {}
+        text = (meta.get("original_problem") or task_text(row)) + AUTHORS_INSTRUCTION
+        return [{"role": "system", "content": AUTHORS_SYSTEM},
+                {"role": "user", "content": [{"type": "video"}, {"type": "text", "text": text}]}]
     text = build_prompt(row) if style == "reason" else plain_prompt(row)
     return [{"role": "user", "content": [{"type": "video"}, {"type": "text", "text": text}]}]
 
