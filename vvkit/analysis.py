@@ -193,19 +193,22 @@ def plot_diagnostics(table: pd.DataFrame, path: str | os.PathLike | None = None,
     conds = [c for c in CONDITIONS if c in table.columns]
     tasks = list(table.index)
     width = 0.8 / max(1, len(conds))
-    fig, ax = plt.subplots(figsize=(max(6.0, 1.6 * len(tasks) + 2), 4))
+    fig, ax = plt.subplots(figsize=(8.4, 4.2))  # the notebook's width at 100 dpi: shown unscaled
     colours = dict(zip(CONDITIONS, ("#2b6cb0", "#d69e2e", "#718096", "#c53030")))
     for i, c in enumerate(conds):
         x = np.arange(len(tasks)) - 0.4 + width * (i + 0.5)
-        ax.bar(x, table[c].astype(float).fillna(0), width, label=c, color=colours[c])
+        bars = ax.bar(x, table[c].astype(float).fillna(0), width, label=c.replace("_", " "), color=colours[c])
+        ax.bar_label(bars, fmt="%.2f", fontsize=9 if len(conds) * len(tasks) <= 20 else 7, padding=1)
     if "chance" in table:
         for j, ch in enumerate(table["chance"].astype(float)):
             if not math.isnan(ch):
                 ax.hlines(ch, j - 0.45, j + 0.45, colors="black", linestyles="--",
                           label="chance" if j == int(np.nanargmax(table["chance"].notna().values)) else None)
-    ax.set_xticks(np.arange(len(tasks)), tasks)
-    ax.set(ylabel="score (0-1)", ylim=(0, 1.05), title=title or "grounding diagnostics")
-    ax.legend(fontsize=8, ncol=len(conds) + 1, loc="upper right")
+    ax.set_xticks(np.arange(len(tasks)), tasks, fontsize=10)
+    ax.set(ylabel="headline score (0-1)", ylim=(0, 1.1),
+           title=title or "grounding diagnostics: headline score per task under each video condition")
+    ax.legend(fontsize=9, ncol=len(conds) + 1, loc="upper center", bbox_to_anchor=(0.5, -0.1), frameon=False,
+              title="condition (dashed: chance)", title_fontsize=9)
     _save(fig, Path(path) if path is not None else None)
     plt.close(fig)
     return fig
@@ -213,7 +216,9 @@ def plot_diagnostics(table: pd.DataFrame, path: str | os.PathLike | None = None,
 
 # ---- completions viewer ---------------------------------------------------------------------------------------
 
-VIEW_COLUMNS = ("step", "policy", "condition", "id", "problem_type", "solution", "completion", "reward", "score")
+VIEW_COLUMNS = ("step", "policy", "condition", "id", "problem_type", "solution", "completion", "answer", "reward",
+                "rewards", "score")
+GROUP_COLUMNS = ("step", "policy", "condition", "id", "problem_type", "solution")  # shared by a prompt's completions
 
 
 def completions_table(policy: Any, rows: Sequence[Any], frames: dict, label: str, temperature: float = 1.0,
@@ -258,52 +263,133 @@ def group_table(records: Sequence[dict], step: int | None = None) -> pd.DataFram
     return df
 
 
-def completions_html(records: Sequence[dict], title: str = "completions") -> str:
-    """A static HTML table of completions (text escaped, long reasoning kept, one row per completion)."""
-    cols = [c for c in VIEW_COLUMNS if any(c in r for r in records)]
+def _cell(v: Any) -> str:
+    if isinstance(v, float):
+        return "" if math.isnan(v) else f"{v:.3f}"
+    if isinstance(v, dict):
+        return ", ".join(f"{k} {_cell(x)}" for k, x in v.items())
+    return "" if v is None else str(v)
+
+
+def completion_groups(records: Sequence[dict]) -> list[list[dict]]:
+    """Records grouped by prompt (training step and row id), in first-seen order: GRPO's G completions of one
+    prompt are compared with each other, so they are read together."""
+    groups: dict[tuple, list[dict]] = {}
+    for i, r in enumerate(records):
+        key = (r.get("step"), r.get("policy"), r.get("condition"), r.get("id", i if "step" not in r else None))
+        groups.setdefault(key, []).append(r)
+    return list(groups.values())
+
+
+def _prompt_text(row: Any) -> str:
+    get = row.get if isinstance(row, dict) else (lambda k, d=None: getattr(row, k, d))
+    options = get("options") or []
+    return str(get("problem", "")) + ("".join(f"\n{o}" for o in options) if options else "")
+
+
+PRE = "white-space:pre-wrap;word-break:normal;overflow-wrap:anywhere;font-family:monospace;margin:0"
+
+
+def group_html(group: Sequence[dict], row: Any = None) -> str:
+    """One prompt: what is shared (task, id, step, the question and its options when `row` is given, the
+    reference), then a table of its completions with their rewards."""
+    first = group[0]
+    facts = [f"<b>{html.escape(c)}</b> {html.escape(_cell(first[c]))}" for c in GROUP_COLUMNS[:-1]
+             if first.get(c) is not None]
+    parts = [f"<p style='margin:4px 0'>{' &middot; '.join(facts)} &middot; {len(group)} completion(s)</p>"]
+    if row is not None:
+        parts.append(f"<p style='margin:4px 0'><b>prompt</b></p><pre style='{PRE}'>{html.escape(_prompt_text(row))}"
+                     "</pre>")
+    if first.get("solution") is not None:
+        parts.append(f"<p style='margin:4px 0'><b>reference</b> {html.escape(str(first['solution']))}</p>")
+    cols = [c for c in VIEW_COLUMNS if c not in GROUP_COLUMNS and any(c in r for r in group)]
     head = "".join(f"<th>{html.escape(c)}</th>" for c in cols)
     body = []
-    for r in records:
-        cells = []
-        for c in cols:
-            v = r.get(c, "")
-            v = f"{v:.3f}" if isinstance(v, float) else ("" if v is None else str(v))
-            style = ' style="white-space:pre-wrap;font-family:monospace;max-width:48em"' if c == "completion" else ""
-            cells.append(f"<td{style}>{html.escape(v)}</td>")
+    for r in group:
+        cells = [f"<td style='{PRE};max-width:48em'>{html.escape(_cell(r.get(c)))}</td>" if c == "completion"
+                 else f"<td>{html.escape(_cell(r.get(c)))}</td>" for c in cols]
         body.append("<tr>" + "".join(cells) + "</tr>")
+    table = (f"<table border='1' cellpadding='4' style='border-collapse:collapse'><tr>{head}</tr>{''.join(body)}"
+             "</table>")
+    return "<div style='margin-bottom:1em'>" + "".join(parts) + table + "</div>"
+
+
+def completions_html(records: Sequence[dict], title: str = "completions", rows: Sequence[Any] = ()) -> str:
+    """A static HTML page of completions, one section per prompt (text escaped, long reasoning kept); `rows`
+    (Row objects or dicts with an `id`) add each prompt's question and options."""
+    by_id = {(r.get("id") if isinstance(r, dict) else r.id): r for r in rows}
+    body = "".join(group_html(g, by_id.get(g[0].get("id"))) for g in completion_groups(records))
     return (f"<html><head><meta charset='utf-8'><title>{html.escape(title)}</title></head><body>"
-            f"<h2>{html.escape(title)}</h2><table border='1' cellpadding='4' style='border-collapse:collapse'>"
-            f"<tr>{head}</tr>{''.join(body)}</table></body></html>")
+            f"<h2>{html.escape(title)}</h2>{body}</body></html>")
 
 
 def show_completions(records: Sequence[dict], out_path: str | os.PathLike, n: int = 24,
-                     interactive: bool | None = None, title: str = "completions") -> Path:
-    """Write the first `n` records per group as an HTML table to `out_path`; in a live notebook also open a widget
-    to page through every record (ipywidgets), filtered by task."""
+                     interactive: bool | None = None, title: str = "completions", rows: Sequence[Any] = ()) -> Path:
+    """Write the first `n` prompts (each with all its completions) as HTML to `out_path`; in a live notebook also
+    open a viewer (ipywidgets) under its title that browses every prompt, filtered by task, one group at a time."""
     from vvkit.io import atomic_write_text
     from vvkit.run import is_interactive
 
     records = list(records)
-    path = atomic_write_text(Path(out_path), completions_html(records[:n], title))
+    groups = completion_groups(records)
+    path = atomic_write_text(Path(out_path), completions_html([r for g in groups[:n] for r in g], title, rows))
     if interactive if interactive is not None else is_interactive():
-        import ipywidgets as w
         from IPython.display import display
 
-        tasks = ["all"] + sorted({str(r.get("problem_type")) for r in records})
-        task = w.Dropdown(options=tasks, description="task")
-        idx = w.IntSlider(min=0, max=max(0, len(records) - 1), description="record")
-        view = w.HTML()
-
-        def render(*_: Any) -> None:
-            pick = [r for r in records if task.value == "all" or str(r.get("problem_type")) == task.value]
-            idx.max = max(0, len(pick) - 1)
-            view.value = completions_html(pick[idx.value:idx.value + 1], title) if pick else "(none)"
-
-        task.observe(render, "value")
-        idx.observe(render, "value")
-        render()
-        display(w.VBox([w.HBox([task, idx]), view]))
+        display(completions_viewer(groups, title, rows))
     return path
+
+
+def completions_viewer(groups: Sequence[Sequence[dict]], title: str = "completions", rows: Sequence[Any] = ()) -> Any:
+    """Title, then the controls (task, prompt slider, previous / next), then the chosen prompt's completions."""
+    import ipywidgets as w
+
+    by_id = {(r.get("id") if isinstance(r, dict) else r.id): r for r in rows}
+    tasks = sorted({str(g[0].get("problem_type")) for g in groups})
+    count = {t: sum(str(g[0].get("problem_type")) == t for g in groups) for t in tasks}
+    task = w.Dropdown(options=[(f"all tasks ({len(groups)} prompts)", "all")]
+                      + [(f"{t} ({count[t]})", t) for t in tasks], description="task")
+    pick = w.IntSlider(min=0, max=max(0, len(groups) - 1), description="prompt", continuous_update=False,
+                       readout=False, layout=w.Layout(width="30%"))
+    prev, nxt = (w.Button(description=d, tooltip=t, layout=w.Layout(width="3em"))
+                 for d, t in (("<", "previous prompt"), (">", "next prompt")))
+    where, view = w.Label(), w.HTML()
+
+    def chosen() -> list[Sequence[dict]]:
+        return [g for g in groups if task.value == "all" or str(g[0].get("problem_type")) == task.value]
+
+    def render(*_: Any) -> None:
+        pick_groups = chosen()
+        pick.max = max(0, len(pick_groups) - 1)
+        if not pick_groups:
+            where.value, view.value = "no prompts", ""
+            return
+        g = pick_groups[pick.value]
+        where.value = f"prompt {pick.value + 1} of {len(pick_groups)}"
+        view.value = group_html(g, by_id.get(g[0].get("id")))
+
+    def step(delta: int) -> None:
+        pick.value = min(pick.max, max(0, pick.value + delta))
+
+    task.observe(lambda _: (setattr(pick, "value", 0), render()), "value")
+    pick.observe(render, "value")
+    prev.on_click(lambda _: step(-1))
+    nxt.on_click(lambda _: step(1))
+    render()
+    return w.VBox([w.HTML(f"<h3 style='margin:8px 0 4px'>{html.escape(title)}</h3>"),
+                   w.HBox([task, prev, pick, nxt, where], layout=w.Layout(flex_flow="row wrap", align_items="center")),
+                   view])
+
+
+def rounded(obj: Any, digits: int = 4) -> Any:
+    """Floats in nested dicts / lists rounded for display (1.3800000000000001 -> 1.38); other values unchanged."""
+    if isinstance(obj, float):
+        return obj if math.isnan(obj) else round(obj, digits)
+    if isinstance(obj, dict):
+        return {k: rounded(v, digits) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(rounded(v, digits) for v in obj)
+    return obj
 
 
 # ---- the report -----------------------------------------------------------------------------------------------
@@ -379,5 +465,6 @@ def write_report(run_dir: str | os.PathLike, headline_metrics: dict, tables: dic
     return atomic_write_text(run_dir / "report.md", "\n".join(lines))
 
 
-__all__ = ["RunLogs", "compare_table", "completions_html", "headline", "load_run", "markdown_table",
-           "plot_diagnostics", "plot_training", "saved_figures", "show_completions", "training_frame", "write_report"]
+__all__ = ["RunLogs", "compare_table", "completion_groups", "completions_html", "completions_viewer", "group_html",
+           "headline", "load_run", "markdown_table",
+           "plot_diagnostics", "plot_training", "rounded", "saved_figures", "show_completions", "training_frame", "write_report"]

@@ -109,7 +109,9 @@ def columns(items: Sequence[dict]) -> dict[str, list]:
 
 
 def reward_table(items: Sequence[dict], reward_funcs: Sequence[Callable], weights: Sequence[float] | None = None):
-    """(task, label) x reward DataFrame (NaN where a reward does not apply) plus TRL's weighted `total`."""
+    """(task, label) x reward DataFrame (NaN where a reward does not apply). With `weights` (a reward set as
+    training uses it) a `total` column is added, TRL's nansum of the weighted rewards; without, there is none: a sum
+    over every reward at once (format, length, ROUGE, ...) is nothing any recipe pays."""
     import pandas as pd
 
     comps = [it["completion"] for it in items]
@@ -117,35 +119,135 @@ def reward_table(items: Sequence[dict], reward_funcs: Sequence[Callable], weight
     data = {f.__name__: [np.nan if v is None else v for v in f(comps, **cols)] for f in reward_funcs}
     df = pd.DataFrame(data, index=pd.MultiIndex.from_tuples([(it["problem_type"], it["label"]) for it in items],
                                                              names=["task", "completion"]))
-    w = np.asarray(weights if weights is not None else [1.0] * len(reward_funcs), dtype=float)
-    vals = df[[f.__name__ for f in reward_funcs]].to_numpy(dtype=float)
-    df["total"] = np.nansum(vals * w, axis=1)  # TRL: nansum of weighted rewards (None -> NaN is skipped)
+    if weights is not None:
+        w = np.asarray(weights, dtype=float)
+        vals = df[[f.__name__ for f in reward_funcs]].to_numpy(dtype=float)
+        df["total"] = np.nansum(vals * w, axis=1)  # TRL: nansum of weighted rewards (None -> NaN is skipped)
     return df
 
 
+def _number(v: float) -> str:
+    text = f"{v:.2f}".rstrip("0").rstrip(".")
+    return "0" if text in ("-0", "") else text
+
+
+FONT = 10  # points, about 14 px in a notebook at 100 dpi
+
+
 def reward_heatmap(df: Any, title: str = "", path: str | Path | None = None):
-    """Heatmap of a reward table (grey = not applicable); saved as PNG when `path` is given."""
+    """Heatmap of a reward table, as wide as a notebook: one colour scale for the rewards (a colour bar as its
+    legend), grey = does not apply; a `total` column, when present, is coloured on its own scale so it does not
+    wash the rewards out. Saved as PNG when `path` is given."""
     import matplotlib.pyplot as plt
+    from matplotlib.patches import Patch
 
     vals = df.to_numpy(dtype=float)
-    fig, ax = plt.subplots(figsize=(1.0 + 0.9 * vals.shape[1], 0.8 + 0.32 * vals.shape[0]))
+    cols = [str(c) for c in df.columns]
+    scale = np.array([c != "total" for c in cols])
+    fig, ax = plt.subplots(figsize=(8.4, 1.4 + 0.3 * vals.shape[0]))
     cmap = plt.get_cmap("RdYlGn").copy()
     cmap.set_bad("#dddddd")
-    finite = vals[np.isfinite(vals)]
-    lim = max(1.0, float(np.abs(finite).max())) if finite.size else 1.0
-    ax.imshow(np.ma.masked_invalid(vals), cmap=cmap, vmin=-lim, vmax=lim, aspect="auto")
+
+    def lim(v: np.ndarray) -> float:
+        finite = v[np.isfinite(v)]
+        return max(1.0, float(np.abs(finite).max())) if finite.size else 1.0
+
+    shown = vals.copy()
+    shown[:, scale] /= lim(vals[:, scale])
+    if (~scale).any():
+        shown[:, ~scale] /= lim(vals[:, ~scale])
+    im = ax.imshow(np.ma.masked_invalid(shown), cmap=cmap, vmin=-1, vmax=1, aspect="auto")
     for (i, j), v in np.ndenumerate(vals):
         if math.isfinite(v):
-            ax.text(j, i, f"{v:.2g}", ha="center", va="center", fontsize=7)
-    ax.set_xticks(range(vals.shape[1]), [str(c) for c in df.columns], rotation=45, ha="right", fontsize=8)
+            ax.text(j, i, _number(v), ha="center", va="center", fontsize=FONT - 1)
+    if (~scale).any():
+        for j in np.flatnonzero(~scale):
+            ax.axvline(j - 0.5, color="black", lw=2)
+    ax.set_xticks(range(len(cols)), [c.replace("_", " ") for c in cols], rotation=35, ha="right", fontsize=FONT)
     ax.set_yticks(range(vals.shape[0]), [" / ".join(map(str, i)) if isinstance(i, tuple) else str(i) for i in df.index],
-                  fontsize=8)
-    ax.set_title(title, fontsize=10)
+                  fontsize=FONT)
+    ax.tick_params(top=False, labeltop=False)
+    bar = fig.colorbar(im, ax=ax, fraction=0.03, pad=0.02, ticks=[-1, 0, 1])
+    top = lim(vals[:, scale])
+    bar.ax.set_yticklabels([_number(-top), "0", _number(top)], fontsize=FONT - 1)
+    bar.set_label("reward (colour scale)", fontsize=FONT - 1)
+    ax.legend(handles=[Patch(color="#dddddd", label="does not apply to this task")], loc="upper center",
+              bbox_to_anchor=(0.5, -1.1 / (0.3 * vals.shape[0])), fontsize=FONT - 1, frameon=False)
+    ax.set_title(title, fontsize=FONT + 1)
     fig.tight_layout()
     if path is not None:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(path, dpi=120)
+        fig.savefig(path, dpi=120, bbox_inches="tight")
     return fig
+
+
+def plot_gates(gates: Any, path: str | Path | None = None):
+    """Mean reward per completion kind under the three ways of combining format and task score."""
+    import matplotlib.pyplot as plt
+
+    labels = {"multiply": "format x score (paper)", "add": "format + score (Video-R1)", "none": "score only"}
+    means = gates[list(labels)].groupby(level=1, sort=False).mean().rename(columns=labels)
+    fig, ax = plt.subplots(figsize=(8.4, 3.6))
+    means.plot.bar(ax=ax, rot=0, fontsize=FONT)
+    for bars in ax.containers:
+        ax.bar_label(bars, fmt="%.2f", fontsize=FONT - 1)
+    ax.set_ylabel("mean reward over the five tasks", fontsize=FONT)
+    ax.set_xlabel("hand-written completion", fontsize=FONT)
+    ax.set_title("The format gate: what good, partial, wrong and malformed answers earn", fontsize=FONT + 1)
+    ax.margins(y=0.15)
+    ax.legend(title="gate", fontsize=FONT - 1, title_fontsize=FONT - 1)
+    fig.tight_layout()
+    if path is not None:
+        fig.savefig(path, dpi=110, bbox_inches="tight")
+    return fig
+
+
+def plot_calibration(cal: dict, params: dict[str, float], path: str | Path | None = None):
+    """The calibration answers' cosine similarity to their reference, one box per answer class, with each
+    threshold drawn twice: the value in use (params, dashed) and the value the fit found (dotted)."""
+    import matplotlib.pyplot as plt
+
+    kinds = [k for k, v in cal["similarity"].items() if len(v)]
+    fig, ax = plt.subplots(figsize=(8.4, 3.8))
+    ax.boxplot([cal["similarity"][k] for k in kinds], showmeans=False)
+    ax.set_xticks(range(1, len(kinds) + 1), [f"{k}\n(n={len(cal['similarity'][k])})" for k in kinds], fontsize=FONT)
+    colours = {"dark_full": "tab:green", "dark_partial": "tab:orange", "mixvid_threshold": "tab:purple"}
+    for key, colour in colours.items():
+        if key in params:
+            ax.axhline(params[key], ls="--", c=colour, lw=1.6, label=f"{key} in use: {params[key]:.3g}")
+        if key in cal:
+            ax.axhline(cal[key], ls=":", c=colour, lw=2.2, label=f"{key} fitted: {cal[key]:.3g}")
+    ax.set_ylabel("cosine similarity to the reference", fontsize=FONT)
+    ax.set_xlabel("calibration answer class (lexicon-flagged answers left out)", fontsize=FONT)
+    ax.set_title("Offline judge: similarity by answer class, thresholds in use vs fitted", fontsize=FONT + 1)
+    ax.legend(fontsize=FONT - 1, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    if path is not None:
+        fig.savefig(path, dpi=110, bbox_inches="tight")
+    return fig
+
+
+def calibration_table(cal: dict, params: dict[str, float], agreement: dict[str, float]):
+    """Per threshold: the value in use, the fitted value and the fit's accuracy; then the judge's agreement with the
+    intended grade per task and answer class, and the share of each class the lexicon rejects outright."""
+    import pandas as pd
+
+    rows = [{"what": k, "in use": params.get(k), "fitted": cal[k], "fit accuracy": cal.get(k.replace("_threshold", "")
+                                                                                             + "_accuracy")}
+            for k in ("dark_full", "dark_partial", "mixvid_threshold") if k in cal]
+    rows += [{"what": f"agreement {k}", "fitted": v} for k, v in agreement.items()]
+    rows += [{"what": f"lexicon rejects {k}", "fitted": v} for k, v in cal.get("flagged_by_lexicon", {}).items()]
+    return pd.DataFrame(rows).set_index("what").round(3)
+
+
+def styled(df: Any, digits: int = 2) -> Any:
+    """A reward table for display: numbers to `digits`, blank where a reward does not apply, compact cells and
+    headers that wrap, so a dozen reward columns fit the notebook's width."""
+    shown = df.rename(columns=lambda c: str(c).replace("_", " "))
+    return (shown.style.format(precision=digits, na_rep="")
+            .set_table_styles([{"selector": "th, td", "props": "padding:2px 5px;font-size:12px"},
+                               {"selector": "th.col_heading", "props": "white-space:normal;max-width:5.5em"}]))
 
 
 def gate_table(items: Sequence[dict], judge: Any = None, strict: bool = True):

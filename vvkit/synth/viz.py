@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,8 @@ from vvkit.schema import Row
 
 SOURCE_COLOURS = ("tab:blue", "tab:orange")
 DARK_COLOUR = "black"
+WIDTH = 8.4  # inches: at the inline backend's 100 dpi a figure this wide fills JupyterLab's output area unscaled
+FONT = 10  # points; nothing smaller is drawn (about 14 px at 100 dpi)
 
 
 def _read(row: Row, frames: dict | None):
@@ -23,19 +26,22 @@ def _read(row: Row, frames: dict | None):
 
 def frame_grid(frames: np.ndarray, timestamps: np.ndarray, ncols: int = 8, border: list[str | None] | None = None,
                title: str = "", timeline: bool = False):
-    """Frames in a grid, each titled with its time; `border[i]` colours frame i's frame (None = no frame). With
-    `timeline`, a thin axis is added below the grid and returned as well: (fig, timeline_ax or None)."""
+    """Frames in a grid as wide as the notebook, each titled with its time; `border[i]` colours frame i's frame
+    (None = no frame). With `timeline`, an axis is added below the grid and returned too: (fig, timeline_ax or None)."""
     import matplotlib.pyplot as plt
 
     n = len(frames)
-    ncols = min(ncols, n)
+    ncols = max(1, min(ncols, n))
     nrows = int(np.ceil(n / ncols))
-    fig = plt.figure(figsize=(1.5 * ncols, 1.6 * nrows + (0.9 if timeline else 0.3)))
-    gs = fig.add_gridspec(nrows + int(timeline), ncols, height_ratios=[1] * nrows + ([0.45] if timeline else []))
+    cell = min(WIDTH / ncols, 1.8)  # a few frames stay frame-sized instead of filling the width
+    head = 0.4 + 0.2 * title.count("\n")
+    ratios = [cell + 0.3] * nrows + ([0.5] if timeline else [])
+    fig = plt.figure(figsize=(WIDTH, sum(ratios) + (1.0 if timeline else 0.1) + head))
+    gs = fig.add_gridspec(len(ratios), ncols, height_ratios=ratios)
     for i in range(n):
         ax = fig.add_subplot(gs[i // ncols, i % ncols])
         ax.imshow(frames[i])
-        ax.set_title(f"{timestamps[i]:.1f}s", fontsize=7)
+        ax.set_title(f"{timestamps[i]:.1f} s", fontsize=FONT)
         ax.set_xticks([])
         ax.set_yticks([])
         colour = border[i] if border else None
@@ -45,12 +51,13 @@ def frame_grid(frames: np.ndarray, timestamps: np.ndarray, ncols: int = 8, borde
                 sp.set_edgecolor(colour)
                 sp.set_linewidth(3)
     if title:
-        fig.suptitle(title, fontsize=9)
+        fig.suptitle(title, fontsize=FONT + 1)
     tl = None
     if timeline:
         tl = fig.add_subplot(gs[nrows, :])
         tl.set_yticks([])
-        tl.set_xlabel("seconds (edited timeline)", fontsize=8)
+        tl.tick_params(labelsize=FONT)
+        tl.set_xlabel("seconds (edited timeline, as the model sees it)", fontsize=FONT)
     return fig, tl
 
 
@@ -60,28 +67,39 @@ def plot_dark_event(row: Row, frames: dict | None = None, ncols: int = 8):
     clip = _read(row, frames)
     spans = row.edits["mask"]
     inside = [any(s <= t < e for s, e in spans) for t in clip.timestamps]
+    title = wrap_text(f"DarkEventInfer: the sampled frames (red frame = inside the dark span). "
+                      f"Hidden event: {row.solution}", 90)
     fig, ax = frame_grid(clip.frames, clip.timestamps, ncols, ["red" if x else None for x in inside],
-                         title=f"hidden: {row.solution}", timeline=True)
+                         title=title, timeline=True)
     duration = row.meta.get("duration", clip.duration)
-    ax.barh(0, duration, color="lightgrey")
-    for s, e in spans:
-        ax.barh(0, e - s, left=s, color=DARK_COLOUR, label="dark span")
-    ax.plot(clip.timestamps, np.zeros(len(clip.timestamps)), "|", color="red", ms=14, label="sampled frames")
+    ax.barh(0, duration, color="lightgrey", label="visible video")
+    for k, (s, e) in enumerate(spans):
+        ax.barh(0, e - s, left=s, color=DARK_COLOUR, label=None if k else "dark span")
+    ax.plot(clip.timestamps, np.zeros(len(clip.timestamps)), "|", color="red", ms=18, mew=2, label="sampled frames")
     ax.set_xlim(0, duration)
-    ax.legend(fontsize=7, loc="upper right", ncol=2, framealpha=0.9)
+    ax.legend(fontsize=FONT - 1, loc="upper center", bbox_to_anchor=(0.5, -1.1), ncol=3, frameon=False)
     fig.tight_layout()
     return fig
 
 
 def source_bar(ax, chunks: list[list], asked: int | None = None) -> None:
-    """The interleaved timeline as a bar coloured by source; the asked source is hatched."""
+    """The interleaved timeline as a bar coloured by source, each chunk labelled A or B; the asked source is
+    hatched; a legend names the colours."""
+    from matplotlib.patches import Patch
+
     t = 0.0
     for src, s, e in chunks:
         ax.barh(0, e - s, left=t, color=SOURCE_COLOURS[int(src)], edgecolor="white",
                 hatch="//" if asked == int(src) else None)
-        ax.text(t + (e - s) / 2, 0, "AB"[int(src)], ha="center", va="center", fontsize=8, color="white")
+        ax.text(t + (e - s) / 2, 0, "AB"[int(src)], ha="center", va="center", fontsize=FONT + 2, color="white",
+                fontweight="bold", bbox={"boxstyle": "round,pad=0.15", "fc": SOURCE_COLOURS[int(src)], "ec": "none"})
         t += e - s
     ax.set_xlim(0, t)
+    handles = [Patch(color=SOURCE_COLOURS[k], label=f"clip {'AB'[k]} chunks") for k in (0, 1)]
+    if asked is not None:
+        handles.append(Patch(facecolor="white", edgecolor="black", hatch="//", label=f"asked: clip {'AB'[asked]}"))
+    ax.legend(handles=handles, fontsize=FONT - 1, loc="upper center", bbox_to_anchor=(0.5, -1.1), ncol=3,
+              frameon=False)
 
 
 def plot_mixvid(row: Row, frames: dict | None = None, ncols: int = 8):
@@ -89,11 +107,13 @@ def plot_mixvid(row: Row, frames: dict | None = None, ncols: int = 8):
     clip = _read(row, frames)
     src = clip.sources if clip.sources is not None else np.zeros(len(clip.frames), int)
     asked = row.meta.get("asked_source")
+    title = wrap_text(f"MixVidQA: frames framed by their clip (blue = A, orange = B). Asked about clip "
+                      f"{'AB'[asked]} (the one shown {row.meta.get('asked_order')}): "
+                      f"{row.meta.get('question', '')} -> {row.solution}", 90)
     fig, ax = frame_grid(clip.frames, clip.timestamps, ncols, [SOURCE_COLOURS[int(s)] for s in src],
-                         title=f"{row.meta.get('question', '')}  asked: {'AB'[asked]} "
-                               f"(shown {row.meta.get('asked_order')}) -> {row.solution}", timeline=True)
+                         title=title, timeline=True)
+    ax.plot(clip.timestamps, np.zeros(len(clip.timestamps)), "|", color="black", ms=18, mew=2)
     source_bar(ax, row.edits["interleave"], asked)
-    ax.plot(clip.timestamps, np.zeros(len(clip.timestamps)), "|", color="black", ms=14)
     fig.tight_layout()
     return fig
 
@@ -104,14 +124,16 @@ def plot_task_mix(summary: dict):
 
     counts = summary["counts"]
     tasks = sorted({t for c in counts.values() for t in c})
-    fig, ax = plt.subplots(figsize=(6, 3))
+    fig, ax = plt.subplots(figsize=(WIDTH * 0.75, 3.2))
     w = 0.8 / max(1, len(counts))
     for j, (split, c) in enumerate(counts.items()):
-        ax.bar(np.arange(len(tasks)) + j * w, [c.get(t, 0) for t in tasks], w, label=split)
-    ax.set_xticks(np.arange(len(tasks)) + w * (len(counts) - 1) / 2, tasks)
-    ax.set_ylabel("rows")
-    ax.set_title("task mix")
-    ax.legend()
+        bars = ax.bar(np.arange(len(tasks)) + j * w, [c.get(t, 0) for t in tasks], w, label=split)
+        ax.bar_label(bars, fontsize=FONT - 1)
+    ax.set_xticks(np.arange(len(tasks)) + w * (len(counts) - 1) / 2, tasks, fontsize=FONT)
+    ax.set_ylabel("rows", fontsize=FONT)
+    ax.set_title("Task mix: rows per task in each split", fontsize=FONT + 1)
+    ax.margins(y=0.15)
+    ax.legend(title="split", fontsize=FONT - 1)
     fig.tight_layout()
     return fig
 
@@ -127,13 +149,51 @@ def plot_durations(data_dir: str | os.PathLike, rows: list[Row]):
         "dark spans (s)": [r.edits["mask"][0][1] - r.edits["mask"][0][0] for r in rows if r.problem_type == "dark_event"],
         "mixed videos (s)": [r.meta["duration"] for r in rows if r.problem_type == "mixvid"],
     }
-    fig, axes = plt.subplots(1, 4, figsize=(12, 2.6))
-    for ax, (name, vals) in zip(axes, series.items()):
+    from matplotlib.ticker import MaxNLocator
+
+    fig, axes = plt.subplots(2, 2, figsize=(WIDTH, 5.2))
+    for ax, (name, vals) in zip(axes.flat, series.items()):
         if vals:
-            ax.hist(vals, bins=20, color="tab:grey")
-        ax.set_title(f"{name}, n={len(vals)}", fontsize=9)
+            ax.hist(vals, bins=min(20, max(5, len(vals))), color="tab:grey")
+        else:
+            ax.text(0.5, 0.5, "none in this task mix", ha="center", va="center", transform=ax.transAxes,
+                    color="grey", fontsize=FONT)
+        ax.set_title(f"{name.replace(' (s)', '')}, n={len(vals)}", fontsize=FONT)
+        ax.set_xlabel("seconds", fontsize=FONT - 1)
+        ax.set_ylabel("count", fontsize=FONT - 1)
+        ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.tick_params(labelsize=FONT - 1)
+    fig.suptitle("Durations: source videos, their events, dark spans and interleaved MixVidQA videos",
+                 fontsize=FONT + 1)
     fig.tight_layout()
     return fig
+
+
+def wrap_text(text: str, width: int = 100) -> str:
+    """Hard-wrap every line at word boundaries (JupyterLab breaks long output lines mid-word)."""
+    return "\n".join(textwrap.fill(line, width, break_long_words=False, break_on_hyphens=False) or line
+                     for line in text.splitlines())
+
+
+def describe(row: Row) -> str:
+    """A short label of what a row's answer is about: its question family, or the hidden event, or its events."""
+    meta = row.meta
+    if meta.get("family"):
+        return str(meta["family"])
+    if row.problem_type == "dark_event" and "event_index" in meta:
+        return f"hidden event {meta['event_index'] + 1} of {meta.get('num_events', '?')}: {meta.get('kind', '?')}"
+    if "num_events" in meta:
+        return f"{meta['num_events']} events"
+    return str(meta.get("video_id", row.id))
+
+
+def example_prompts(rows: list[Row], width: int = 100) -> str:
+    """One row of each task (the last of each in `rows`) as the policy sees it, with its solution."""
+    from vvkit.prompts import build_prompt
+
+    examples = {r.problem_type: r for r in reversed(rows)}
+    return "\n\n".join(f"--- {task} ({describe(r)})\n{wrap_text(build_prompt(r), width)}\n=> {r.solution}"
+                       for task, r in examples.items())
 
 
 def save_figure(fig, run_dir: str | os.PathLike, name: str) -> Path:
@@ -152,20 +212,22 @@ def sample_browser(rows: list[Row], frames: dict | None = None) -> Any:
     from vvkit.prompts import build_prompt
 
     out = W.Output()
-    pick = W.IntSlider(0, 0, max(0, len(rows) - 1), description="row")
+    pick = W.IntSlider(0, 0, max(0, len(rows) - 1), description=f"row (of {len(rows)})", continuous_update=False,
+                       style={"description_width": "initial"}, layout=W.Layout(width="60%"))
 
     def show(change: Any = None) -> None:
         row = rows[pick.value]
         with out:
             out.clear_output(wait=True)
-            print(f"{row.id}  [{row.problem_type}, {row.split}]\n{build_prompt(row)}\n-> {row.solution}")
+            print(f"{row.id}  [{row.problem_type}, {describe(row)}, {row.split}]\n{wrap_text(build_prompt(row))}"
+                  f"\n=> {row.solution}")
             if row.problem_type == "dark_event":
                 plot_dark_event(row, frames)
             elif row.problem_type == "mixvid":
                 plot_mixvid(row, frames)
             else:
                 clip = _read(row, frames)
-                frame_grid(clip.frames, clip.timestamps)
+                frame_grid(clip.frames, clip.timestamps, title=f"the {len(clip.frames)} sampled frames")
             plt.show()
 
     pick.observe(show, names="value")
