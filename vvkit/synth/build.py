@@ -100,7 +100,7 @@ def _toy_sources(cfg: Any, out: Path) -> tuple[list[AnnotatedVideo], dict[str, T
     reuse = stamp.exists() and stamp.read_text().strip() == h
     atomic_write_text(stamp, h)
     videos, toys = [], {}
-    for i in tqdm(range(int(_get(cfg, "num_videos"))), desc="toy world", leave=False):
+    for i in tqdm(range(int(_get(cfg, "num_videos"))), desc="toy world"):
         seed = int(np.random.SeedSequence([int(_get(cfg, "seed")), 1, i]).generate_state(1)[0])
         toy = generate(seed, _get(cfg, "difficulty"), _get(cfg, "size"), _get(cfg, "fps"),
                        _get(cfg, "min_duration"), _get(cfg, "max_duration"), _get(cfg, "texture"))
@@ -293,7 +293,7 @@ def build_dataset(cfg: Any, force: bool = False) -> dict:
 
         rows: list[Row] = []
         infeasible: Counter = Counter()
-        for vi, v in enumerate(tqdm(vids, desc=f"{split} rows", leave=False)):
+        for vi, v in enumerate(tqdm(vids, desc=f"{split} rows")):
             for k in range(int(_get(cfg, "samples_per_video"))):
                 rng = np.random.default_rng([seed, 4, SPLITS.index(split), vi, k])
                 rid = f"{split}-{v.id}-{k}"
