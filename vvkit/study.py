@@ -67,7 +67,7 @@ class StudyConfig:
     beta: float = 0.04
     num_generations: int = 8
     prompts_per_step: int = 8
-    max_steps: int = 120
+    max_steps: int = 150
     temperature: float = 1.0
     max_completion_length: int = 40
     loss_type: str = "dapo"
