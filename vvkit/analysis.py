@@ -14,10 +14,15 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 import pandas as pd
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+    from vvkit.schema import Row
 
 FIG_PREFIX = "04_"  # figures of this notebook in <run_dir>/figures/
 
@@ -212,6 +217,101 @@ def plot_diagnostics(table: pd.DataFrame, path: str | os.PathLike | None = None,
     _save(fig, Path(path) if path is not None else None)
     plt.close(fig)
     return fig
+
+
+# ---- per task, and the answers behind the numbers --------------------------------------------------------------
+
+def task_table(results: dict[str, dict[str, dict]]) -> pd.DataFrame:
+    """The paper's per-task table (§6): one row per task of `vvkit.study.TASKS` present, in that order, scored its own
+    way (`vvkit.study.task_score`: DarkEventInfer judge mean 0-2, MixVidQA / multiple-choice accuracy, open-ended
+    judge verdict, caption AutoDQ F1). `results` is {policy: {condition: metrics}}; columns are `<policy>` (real
+    video), then `<policy> <condition>` for every other condition present (a blank column as high as the video one
+    means the gain does not come from watching), and `change` = last minus first policy on the video score."""
+    from vvkit.study import TASKS, task_score
+
+    names = list(results)
+    conds = list(dict.fromkeys(c for by_cond in results.values() for c in by_cond))
+    conds = ["video"] * ("video" in conds) + [c for c in conds if c != "video"]
+    present = {t for by_cond in results.values() for m in by_cond.values() for t in m}
+    tasks = [t for t in TASKS if t in present]
+    table = pd.DataFrame(index=pd.Index(tasks, name="task"))
+    for name in names:
+        for c in conds:
+            col = name if c == "video" else f"{name} {c}"
+            metrics = results[name].get(c, {})
+            table[col] = [task_score(t, metrics[t]) if t in metrics else math.nan for t in tasks]
+    if len(names) >= 2 and "video" in conds:
+        table["change"] = table[names[-1]] - table[names[0]]
+    return table
+
+
+GALLERY_CHARS = 100  # characters per title line: 10 pt text within an 8.4-inch figure
+SCORE_SCALE = {"dark_event": "judge, 0-2", "mixvid": "1 = right", "mcq": "1 = right", "open_ended": "judge verdict",
+               "caption": "AutoDQ"}
+
+
+def _short(text: Any, limit: int = 300) -> str:
+    text = " ".join(str(text).split())
+    return text if len(text) <= limit else text[: limit - 1].rstrip() + "\u2026"
+
+
+def gallery_title(pred: dict, row: Row) -> str:
+    """What a gallery figure says: the task and what its frames show, the question, the reference, the policy's
+    answer and its score, wrapped to the figure's width."""
+    from vvkit.synth.viz import wrap_text
+
+    task = row.problem_type
+    if task == "dark_event":
+        what = "DarkEventInfer (red frame = inside the dark span)"
+    elif task == "mixvid":
+        asked = row.meta.get("asked_source")
+        what = ("MixVidQA (frames framed by clip: blue = A, orange = B"
+                + (f"; asked about clip {'AB'[asked]})" if asked is not None else ")"))
+    else:
+        what = task
+    answer = pred.get("answer")
+    answer = "(no answer read)" if answer is None or str(answer).strip() == "" else _short(answer)
+    score = pred.get("score")
+    score = "-" if score is None or (isinstance(score, float) and math.isnan(score)) else f"{float(score):g}"
+    scale = SCORE_SCALE.get(task)
+    return wrap_text(f"{what} \u00b7 {row.id}\nQuestion: {_short(row.problem)}\nReference: {_short(row.solution)}\n"
+                     f"Answer: {answer} \u2192 score {score}" + (f" ({scale})" if scale else ""), GALLERY_CHARS)
+
+
+def answer_gallery(predictions: list[dict], rows: list[Row], frames: dict,
+                   tasks: Sequence[str] = ("dark_event", "mixvid"), per_task: int = 2) -> list[Figure]:
+    """The first `per_task` predictions of each task drawn with their row's frames (the dark span for DarkEventInfer,
+    the A/B chunk bar for MixVidQA, plain sampled frames otherwise), titled with the question, the reference, the
+    policy's answer and its score: what a score is made of. Rows are matched by id; a missing one is a KeyError."""
+    import matplotlib.pyplot as plt
+
+    from vvkit.synth.viz import FONT, frame_grid, plot_dark_event, plot_mixvid
+    from vvkit.video import FramePolicy, read_video
+
+    by_id = {r.id: r for r in rows}
+    figs = []
+    for task in tasks:
+        for pred in [p for p in predictions if p.get("problem_type") == task][:per_task]:
+            if pred["id"] not in by_id:
+                raise KeyError(f"prediction {pred['id']!r} ({task}): no row with this id among the {len(rows)} rows "
+                               "given (pass the rows that were evaluated)")
+            row = by_id[pred["id"]]
+            if task == "dark_event":
+                fig = plot_dark_event(row, frames)
+            elif task == "mixvid":
+                fig = plot_mixvid(row, frames)
+            else:
+                clip = read_video(row.video, FramePolicy.from_dict(frames or {}), edits=row.edits)
+                fig, _ = frame_grid(clip.frames, clip.timestamps)
+            title = gallery_title(pred, row)
+            extra = title.count("\n") - fig.get_suptitle().count("\n")
+            width, height = fig.get_size_inches()
+            fig.set_size_inches(width, height + 0.17 * max(0, extra))  # room for the longer title
+            fig.suptitle(title, fontsize=FONT, ha="left", x=0.02)
+            fig.tight_layout()
+            plt.close(fig)  # returned to be displayed once, not shown again at the cell's end
+            figs.append(fig)
+    return figs
 
 
 # ---- completions viewer ---------------------------------------------------------------------------------------
@@ -465,6 +565,6 @@ def write_report(run_dir: str | os.PathLike, headline_metrics: dict, tables: dic
     return atomic_write_text(run_dir / "report.md", "\n".join(lines))
 
 
-__all__ = ["RunLogs", "compare_table", "completion_groups", "completions_html", "completions_viewer", "group_html",
-           "headline", "load_run", "markdown_table",
-           "plot_diagnostics", "plot_training", "rounded", "saved_figures", "show_completions", "training_frame", "write_report"]
+__all__ = ["RunLogs", "answer_gallery", "compare_table", "completion_groups", "completions_html", "completions_viewer",
+           "gallery_title", "group_html", "headline", "load_run", "markdown_table", "plot_diagnostics", "plot_training",
+           "rounded", "saved_figures", "show_completions", "task_table", "training_frame", "write_report"]
