@@ -33,7 +33,8 @@ import torch
 
 from vvkit.config import SynthConfig
 from vvkit.train_config import TrainConfig
-from vvkit.evaluate import EvalConfig, evaluate, make_judge
+from vvkit.evaluate import EvalConfig, evaluate
+from vvkit.rewards import make_judge
 from vvkit.io import atomic_write_json
 from vvkit.model import build_tiny_policy, count_parameters, load_policy
 from vvkit.schema import load_rows
@@ -80,7 +81,7 @@ class HeldOut:
     excluded (the first call, at step 0, scores the warm start)."""
 
     def __init__(self, rows: list, cfg: EvalConfig):
-        self.rows, self.cfg, self.judge = rows, cfg, make_judge(cfg)
+        self.rows, self.cfg, self.judge = rows, cfg, make_judge(**cfg.reward_config().settings())
         self.eval_s, self.history, self._start = 0.0, [], None
 
     def __call__(self, model: Any, processor: Any) -> dict:

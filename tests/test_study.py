@@ -2,14 +2,18 @@
 policy on held-out rows at a tiny scale."""
 from __future__ import annotations
 
-import dataclasses
+import json
 from collections import Counter
+from pathlib import Path
 
 import pytest
 
 from vvkit import study as S
+from vvkit.config import read_params
 from vvkit.schema import Row, load_rows
 from vvkit.synth.toyworld import DIFFICULTIES, generate
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def _row(i: int, task: str, video: str) -> Row:
@@ -25,36 +29,71 @@ def pool() -> dict[str, list[Row]]:
     return {t: [r for r in rows if r.problem_type == t] for t in S.TASKS}
 
 
-def test_instruct_key_ignores_the_study_seed_and_rl_settings_but_not_what_shapes_the_policy():
-    base = S.StudyConfig()
-    assert S.instruct_key(base) == S.instruct_key(dataclasses.replace(base, seed=7, learning_rate=1.0, max_steps=3,
-                                                                      mix={"mcq": 1}))
-    for change in ({"instruct_steps": 601}, {"instruct_lr": 5e-4}, {"num_videos": 10}, {"reasoning": "Hmm."},
-                   {"data_seed": 1}, {"frames": {"nframes": 4}}):
-        assert S.instruct_key(dataclasses.replace(base, **change)) != S.instruct_key(base), change
+def _params(tmp_path, **grpo) -> dict:
+    params = read_params(ROOT / "params" / "default.yaml")
+    params["grpo_training"].update(instruct_cache=str(tmp_path / "cache"), **grpo)
+    return params
 
 
-def test_grpo_arm_takes_the_mix_and_sft_trains_on_the_same_rows(pool):
+def test_instruct_key_ignores_the_training_seed_and_rl_settings_but_not_what_shapes_the_policy(tmp_path):
+    rows = [_row(i, t, f"v{i}") for i, t in enumerate(S.TASKS * 4)]
+    base = S.arm_config(_params(tmp_path), "grpo", 0, tmp_path / "a", tmp_path)
+    key = S.instruct_key(base, rows)
+    for seed, over in ((7, {"learning_rate": 1.0, "max_steps": 3, "train_mix": {"mcq": 1}}), (0, {"beta": 0.5})):
+        assert S.instruct_key(S.arm_config(_params(tmp_path, **over), "grpo", seed, tmp_path / "b", tmp_path),
+                              rows) == key
+    assert S.instruct_key(S.arm_config(_params(tmp_path), "no_proxy", 3, tmp_path / "c", tmp_path), rows) == key
+    for change in ({"instruct_steps": 601}, {"sft_lr": 5e-4}, {"sft_reasoning": "Hmm."}, {"instruct_seed": 1}):
+        cfg = S.arm_config(_params(tmp_path, **change), "grpo", 0, tmp_path / "d", tmp_path)
+        assert S.instruct_key(cfg, rows) != key, change
+    assert S.instruct_key(base, rows[1:]) != key
+    assert S.instruct_key(base, rows, steps=400) != key  # each cached stage has its own key
+
+
+def test_default_preset_is_the_study():
+    params = read_params(ROOT / "params" / "default.yaml")
+    assert set(params["data_synthesis"]["task_mix"]) == set(S.TASKS)
+    mix = params["grpo_training"]["train_mix"]
+    assert set(mix) == set(S.TASKS) and all(n > 0 for n in mix.values())
+    assert params["grpo_training"]["instruct_steps"] > 0 and not params["grpo_training"].get("sft_steps")
+    assert params["analysis"]["compare"] == ["start", "grpo"]
+
+
+def test_arm_configs_change_only_the_mix_or_the_seed(tmp_path):
+    params = _params(tmp_path)
+    grpo = S.arm_config(params, "grpo", 1, tmp_path / "g", tmp_path)
+    no_proxy = S.arm_config(params, "no_proxy", 1, tmp_path / "n", tmp_path)
+    assert grpo.seed == 1 and grpo.train_mix == params["grpo_training"]["train_mix"]
+    assert no_proxy.train_mix == S.no_proxy_mix(grpo.train_mix)
+    assert sum(no_proxy.train_mix.values()) == sum(grpo.train_mix.values())
+    assert grpo.train_data == str(tmp_path / "train.jsonl") and grpo.output_dir == str(tmp_path / "g" / "train" / "grpo")
+    with pytest.raises(ValueError, match="arm"):
+        S.arm_config(params, "start", 0, tmp_path, tmp_path)
+
+
+def test_grpo_mix_draws_its_counts_and_the_seed_decides_which(pool):
+    rows = [r for t in S.TASKS for r in pool[t]]
     mix = {"dark_event": 10, "mixvid": 8, "mcq": 6, "open_ended": 4, "caption": 2}
-    rows = S.arm_rows(pool, mix, "grpo", seed=0)
-    assert Counter(r.problem_type for r in rows) == mix
-    assert [r.id for r in S.arm_rows(pool, mix, "sft", seed=0)] == [r.id for r in rows]
-    assert [r.id for r in S.arm_rows(pool, mix, "grpo", seed=1)] != [r.id for r in rows]
+    got = S.mixed_rows(rows, mix, seed=0)
+    assert Counter(r.problem_type for r in got) == mix
+    assert [r.id for r in S.mixed_rows(rows, mix, seed=0)] == [r.id for r in got]
+    assert [r.id for r in S.mixed_rows(rows, mix, seed=1)] != [r.id for r in got]
 
 
-def test_no_proxy_arm_replaces_proxy_rows_with_as_many_mcq_and_caption_rows(pool):
+def test_no_proxy_mix_gives_the_proxy_rows_to_mcq_and_captions():
     mix = {"dark_event": 10, "mixvid": 9, "mcq": 6, "open_ended": 4, "caption": 2}
-    counts = Counter(r.problem_type for r in S.arm_rows(pool, mix, "no_proxy", seed=0))
+    counts = S.no_proxy_mix(mix)
     assert counts["dark_event"] == counts["mixvid"] == 0
     assert sum(counts.values()) == sum(mix.values())
     assert counts["mcq"] == 6 + 10 and counts["caption"] == 2 + 9 and counts["open_ended"] == 4
 
 
-def test_arm_rows_names_the_task_the_pool_lacks(pool):
+def test_mixed_rows_names_the_task_the_rows_lack(pool):
+    rows = [r for t in S.TASKS for r in pool[t]]
     with pytest.raises(ValueError, match="caption"):
-        S.arm_rows(pool, {"caption": 41}, "grpo", seed=0)
-    with pytest.raises(ValueError, match="arm"):
-        S.arm_rows(pool, {"mcq": 1}, "start", seed=0)
+        S.mixed_rows(rows, {"caption": 41}, seed=0)
+    with pytest.raises(ValueError, match="unknown task"):
+        S.mixed_rows(rows, {"captions": 1}, seed=0)
 
 
 def test_instruct_rows_hold_single_unedited_clips_of_the_pretraining_half_only():
@@ -62,8 +101,8 @@ def test_instruct_rows_hold_single_unedited_clips_of_the_pretraining_half_only()
     got = S.instruct_rows(rows, "I watch.")
     assert got and {r.problem_type for r in got} <= set(S.INSTRUCT_TASKS)
     assert all(not r.edits and S.pretraining_videos(r) and r.meta["reasoning"] == "I watch." for r in got)
-    pool = S.rl_pool(rows)
-    rl_videos = {S.video_of(r) for t in S.TASKS for r in pool[t]}
+    cfg = type("Cfg", (), {"instruct_steps": 1, "train_mix": None, "seed": 0})()
+    rl_videos = {S.video_of(r) for r in S.rl_rows(cfg, rows)}
     assert rl_videos and not rl_videos & {S.video_of(r) for r in got}
 
 
@@ -77,18 +116,49 @@ def test_study_world_events_stay_visible_after_they_end():
 
 
 def test_task_scores_cover_every_task_under_each_condition(tmp_path):
+    from vvkit.config import stage_config
     from vvkit.model import build_tiny_policy
 
-    cfg = S.StudyConfig(root=str(tmp_path), num_videos=60, samples_per_video=3, eval_rows_per_task=2,
-                        max_completion_length=8, eval_batch_size=10)
-    data = S.build_data(cfg)
-    test = S.heldout_rows(load_rows(data / "test.jsonl"), cfg.eval_rows_per_task)
+    params = read_params(ROOT / "params" / "default.yaml")
+    params["data_synthesis"].update(num_videos=60)
+    data = S.build_data(params, tmp_path)
+    ecfg = stage_config(params, "analysis", run_dir=str(tmp_path), overrides={"max_new_tokens": 8, "progress": False})
+    test = S.heldout_rows(load_rows(data / "test.jsonl"), 2)
     assert Counter(r.problem_type for r in test) == {t: 2 for t in S.TASKS}
     policy = build_tiny_policy(tmp_path / "micro", seed=0, size="micro")
-    scores = S.task_scores(str(policy), test, cfg)
+    scores = S.task_scores(str(policy), test, ecfg)
     assert set(scores) == set(S.TASKS)
     for task, s in scores.items():
         top = 2.0 if task == "dark_event" else 1.0
         assert 0.0 <= s["score"] <= top and 0.0 <= s["blank"] <= top and 0.0 <= s["format_rate"] <= 1.0
     with pytest.raises(ValueError, match="held-out"):
         S.heldout_rows(test, 3)
+
+
+def test_instruct_start_is_built_in_stages_cached_and_grpo_trains_on_the_mix(tmp_path):
+    """End to end at micro scale: two one-step instruct stages, a cache hit on the second call, GRPO on the mix from
+    the RL half of the videos, the SFT control on the same rows."""
+    from vvkit.model import build_tiny_policy
+    from vvkit.train import load_split, start_policy
+
+    params = _params(tmp_path, instruct_steps=2, instruct_stage_steps=1, sft_batch_size=2, max_steps=1,
+                     per_device_train_batch_size=4, num_generations=2, max_completion_length=6,
+                     train_mix={"dark_event": 1, "mixvid": 1, "mcq": 1, "open_ended": 1, "caption": 1})
+    params["run"]["policy"] = str(build_tiny_policy(tmp_path / "micro", seed=0, size="micro"))
+    params["data_synthesis"].update(num_videos=24)
+    data = S.build_data(params, tmp_path / "study")
+    cfg = S.arm_config(params, "grpo", 0, tmp_path / "grpo", data)
+    first = start_policy(cfg)
+    stages = sorted(p.name for p in (tmp_path / "cache").iterdir())
+    assert len(stages) == 2 and first == S.instruct_folder(cfg, S.instruct_key(
+        cfg, S.instruct_rows(load_split(cfg), cfg.sft_reasoning))) / "train" / "warm_start" / "policy"
+    stamp = (first / "warm_start.json").stat().st_mtime_ns
+    assert start_policy(cfg) == first and (first / "warm_start.json").stat().st_mtime_ns == stamp  # cached
+    final = S.run_arm(cfg, "grpo")
+    summary = json.loads((tmp_path / "grpo" / "train" / "grpo" / "summary.json").read_text())
+    assert summary["start_policy"] == str(first) and summary["rows"] == 5 and (final / "config.json").is_file()
+    sft = S.arm_config(params, "sft", 0, tmp_path / "sft", data)
+    S.run_arm(sft, "sft")
+    sft_rows = load_rows(tmp_path / "sft" / "sft_rows.jsonl")
+    assert [r.id for r in sft_rows] == [r.id for r in S.rl_rows(cfg, load_split(cfg))]
+    assert all(r.meta["reasoning"] == cfg.sft_reasoning for r in sft_rows)

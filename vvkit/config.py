@@ -249,11 +249,13 @@ class AnalysisConfig(SharedConfig, EvalConfig):
 
     frames: dict = _f({}, "FramePolicy fields (the shared `frames` section).")
     seed: int = _f(0, "Seed for shuffled-frame permutations and sampling.")
-    compare: list = _f(["warm_start", "grpo"], "Policies to evaluate: 'base' (the starting policy), 'warm_start' "
-                       "(the policy GRPO started from), 'grpo' (the trained one), other names under <run_dir>/train, "
+    compare: list = _f(["start", "grpo"], "Policies to evaluate: 'start' (the policy GRPO started from), "
+                       "'base' (the tiny or given policy), 'warm_start' (the SFT warm start), 'grpo' (the trained one), other names under <run_dir>/train, "
                        "or policy folders.")
     eval_data: str | None = _f(None, "Held-out rows (JSONL); None = <run_dir>/data/test.jsonl.")
     max_rows: int | None = _f(None, "Evaluate at most this many held-out rows (None = all).")
+    rows_per_task: int | None = _f(None, "Evaluate the first this many held-out rows of every task (None = all); "
+                                         "applied before max_rows.")
     diagnostics: list = _f(["video", "shuffled", "blank", "no_video"], "Grounding conditions to evaluate for every "
                            "compared policy; ['video'] = plain evaluation only.")
     grounding_margin: float = _f(0.05, "Warn when the video beats the best no-video condition by less than this.")

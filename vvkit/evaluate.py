@@ -20,6 +20,7 @@ import numpy as np
 
 from vvkit.config import EvalConfig
 from vvkit.io import append_jsonl, atomic_write_json
+from vvkit.rewards import make_judge
 from vvkit.rollout import CONDITIONS, NO_INFO_CONDITIONS, encode_prompt, generate, load_clips, strip_video
 from vvkit.schema import Row
 
@@ -159,13 +160,6 @@ def scoring(cfg: EvalConfig) -> dict:
     return {"reading": EVAL_READING, **{k: settings[k] for k in SCORING_KEYS}}
 
 
-def make_judge(cfg: EvalConfig, run_dir: str | None = None) -> Any:
-    """The judge the rewards use, from the config's shared `rewards` settings (`vvkit.rewards.make_judge`)."""
-    from vvkit.rewards import make_judge as judge_factory
-
-    return judge_factory(**cfg.reward_config().settings(run_dir))
-
-
 def policy_pair(policy: Any) -> tuple[Any, Any, str]:
     """(model, processor, path) from a policy folder (loaded) or a (model, processor) pair."""
     if isinstance(policy, (str, os.PathLike)):
@@ -249,7 +243,7 @@ def evaluate(policy: Any, rows: Sequence[Row], cfg: Any, out_dir: str | os.PathL
         atomic_write_json(pred_path.parent / RESULTS_FILE,
                           {**header, "status": "running", "started": time.strftime("%Y-%m-%dT%H:%M:%S")})
     todo = [r for r in rows if r.id not in done]
-    judge = judge if judge is not None else make_judge(cfg)
+    judge = judge if judge is not None else make_judge(**cfg.reward_config().settings())
     if todo and model is None and generate_fn is generate_answers:
         model, processor, _ = policy_pair(policy)
     name = f"{header['policy_name']}/{condition}"
@@ -326,5 +320,5 @@ def accuracy_hook(rows: Sequence[Row], frames: dict | None, judge: Any = None, m
 
 
 __all__ = ["CONDITIONS", "NO_INFO_CONDITIONS", "EvalConfig", "EvalResult", "Prompt", "accuracy_hook", "evaluate",
-           "generate_answers", "load_result", "make_judge", "policy_dir", "policy_pair", "prepare_prompt",
+           "generate_answers", "load_result", "policy_dir", "policy_pair", "prepare_prompt",
            "summarize"]

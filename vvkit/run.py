@@ -101,10 +101,16 @@ class RunDir:
         return self.root / "eval" / policy / "benchmarks" / name
 
     def policy(self, name: str, base: str | None = None) -> Path:
-        """A named policy of the run: 'base' = `base` or the tiny policy; 'warm_start' = the policy GRPO started
-        from (the base when the run had no warm start); a stage name = its final policy; anything else, a folder."""
+        """A named policy of the run: 'base' = `base` or the tiny policy; 'start' = the policy GRPO started from (as
+        its summary.json records: instruct, warm start or base); 'warm_start' = the warm start (the base when the
+        run had none); a stage name = its final policy; anything else, a folder."""
         if name == "base":
             path = Path(base) if base else self.tiny_policy
+        elif name == "start":
+            summary = self.stage("grpo") / "summary.json"
+            if not summary.is_file():
+                raise FileNotFoundError(f"policy 'start': {summary} is missing; run GRPO (notebook 03) first")
+            path = Path(json.loads(summary.read_text())["start_policy"])
         elif name == "warm_start":
             path = self.final("warm_start")
             cfg_file = self.stage("grpo") / "train_config.json"

@@ -77,12 +77,13 @@ def warm_start(cfg: TrainConfig, callbacks: list | None = None) -> Path:
     from trl import SFTConfig, SFTTrainer
 
     from vvkit.model import load_policy
+    from vvkit.study import with_reasoning
     from vvkit.train import grpo_dataset, load_split, resolve_policy, save_policy
 
     out, final = RunDir(cfg.run_dir).stage("warm_start"), RunDir(cfg.run_dir).final("warm_start")
     marker = final / "warm_start.json"
     settings = {"sft_steps": cfg.sft_steps, "sft_lr": cfg.sft_lr, "sft_batch_size": cfg.sft_batch_size,
-                "sft_answer": cfg.sft_answer,
+                "sft_answer": cfg.sft_answer, "sft_reasoning": cfg.sft_reasoning,
                 "seed": cfg.seed, "frames": cfg.frames, "policy": str(resolve_policy(cfg)),
                 "train_data": cfg.train_data, "max_train_rows": cfg.max_train_rows}
     if marker.exists() and json.loads(marker.read_text()).get("settings") == settings:
@@ -96,7 +97,7 @@ def warm_start(cfg: TrainConfig, callbacks: list | None = None) -> Path:
                      save_strategy="no", report_to="none", use_cpu=cfg.use_cpu, bf16=cfg.bf16, seed=cfg.seed,
                      remove_unused_columns=False, dataset_kwargs={"skip_prepare_dataset": True}, max_length=None,
                      activation_checkpointing=cfg.activation_checkpointing, disable_tqdm=cfg.disable_tqdm)
-    trainer = SFTTrainer(model=model, args=args, train_dataset=grpo_dataset(load_split(cfg)),
+    trainer = SFTTrainer(model=model, args=args, train_dataset=grpo_dataset(with_reasoning(load_split(cfg), cfg.sft_reasoning)),
                          processing_class=processor,
                          data_collator=VideoSFTCollator(processor, FramePolicy.from_dict(cfg.frames), cfg.sft_answer),
                          callbacks=[MetricsLogger(out), ProgressLines("warm start"), *(callbacks or [])])

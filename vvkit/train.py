@@ -54,6 +54,16 @@ def resolve_policy(cfg: TrainConfig) -> Path:
         return build_tiny_policy(RunDir(cfg.run_dir).tiny_policy, seed=cfg.seed)
 
 
+def start_policy(cfg: TrainConfig, rows: Sequence[Row] | None = None) -> Path:
+    """The policy GRPO starts from: the cached instruct policy (instruct_steps > 0, `vvkit.study`), the SFT warm start
+    (sft_steps > 0), or `resolve_policy`; built here when missing."""
+    if cfg.instruct_steps > 0:
+        from vvkit.study import build_instruct
+
+        return build_instruct(cfg, load_split(cfg, "train") if rows is None else rows)
+    return warm_start(cfg) if cfg.sft_steps > 0 else resolve_policy(cfg)
+
+
 def load_split(cfg: TrainConfig, split: str = "train") -> list[Row]:
     """Rows of `train_data` / `eval_data` (default <run_dir>/data/{train,test}.jsonl), validated."""
     given = cfg.train_data if split == "train" else cfg.eval_data
@@ -159,7 +169,8 @@ def _uses_deepspeed(cfg: TrainConfig) -> bool:
 
 def train(cfg: TrainConfig, callbacks: list | None = None, eval_fn: Callable | None = None,
           eval_every: int = 0) -> Path:
-    """Warm start (sft_steps > 0), difficulty filter (difficulty_filter_k > 0), GRPO; returns the final policy folder
+    """Instruct start (instruct_steps > 0, vvkit.study) or warm start (sft_steps > 0), rows per task (train_mix),
+    difficulty filter (difficulty_filter_k > 0), GRPO; returns the final policy folder
     `<output_dir>/final`, loadable with `vvkit.model.load_policy`. `eval_fn(model, processor) -> dict` runs every
     `eval_every` steps (see `vvkit.evaluate.accuracy_hook`); checkpoints every `save_steps`; `resume_from_checkpoint` resumes."""
     from transformers import set_seed
@@ -167,20 +178,24 @@ def train(cfg: TrainConfig, callbacks: list | None = None, eval_fn: Callable | N
     from vvkit.difficulty import filtered_rows
     from vvkit.model import load_policy
     from vvkit.rewards import get_reward_funcs, make_judge
+    from vvkit.study import rl_rows
 
     set_seed(cfg.seed)
     out, run, rewards = Path(cfg.output_dir), RunDir(cfg.run_dir), cfg.reward_config()
     print(f"[vvkit] {out}: {cfg.prompts_per_step():g} prompts x G={cfg.num_generations} per step, "
-          f"lr={cfg.learning_rate:g}, beta={cfg.beta:g}, max_steps={cfg.max_steps}, sft_steps={cfg.sft_steps}; "
+          f"lr={cfg.learning_rate:g}, beta={cfg.beta:g}, max_steps={cfg.max_steps}, sft_steps={cfg.sft_steps}, "
+          f"instruct_steps={cfg.instruct_steps}, train_mix={cfg.train_mix}; "
           f"frames={cfg.frames}; rewards={rewards.reward_funcs} gate={rewards.gate} judge={rewards.judge}")
 
     # ---- policy: the starting point (checkpoint, tiny offline policy, or the SFT warm start) ----
-    start = warm_start(cfg) if cfg.sft_steps > 0 else resolve_policy(cfg)
+    rows = load_split(cfg, "train")
+    start = start_policy(cfg, rows)
+    set_seed(cfg.seed)  # building or finding the start policy may draw numbers: GRPO starts from the seed alone
     state = process_state(cfg)
     state.wait_for_everyone()  # the main process may still be writing the warm-start or tiny policy folder
 
-    # ---- data (optionally without the rows the starting policy already always gets right) ----
-    rows = load_split(cfg, "train")
+    # ---- data: the mix per task, optionally without the rows the starting policy already always gets right ----
+    rows = rl_rows(cfg, rows)
     if cfg.difficulty_filter_k > 0:  # once, on the main process; the kept rows are broadcast
         rows = filtered_rows(cfg, start, rows, lambda: make_judge(**rewards.settings(cfg.run_dir)))
         set_seed(cfg.seed)  # the filter drew samples on the main process only: every rank starts alike again

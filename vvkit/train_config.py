@@ -54,6 +54,17 @@ class TrainConfig(GRPOConfig):
     difficulty_caption_spread: float = _f(0.2, "Caption rows: keep only when the population standard deviation of "
                                                "the k samples' AutoDQ F1 is >= this (paper: 0.2, called a variance; "
                                                "see vvkit.difficulty for why std); 0 = keep every caption.")
+    # ---- instruct start (the study of params/default.yaml; paper §5 starts RL from an instruct checkpoint) ----
+    instruct_steps: int = _f(0, "Supervised 'instruct' stage before RL: sft_* settings on captions and QA of single "
+                                "unedited clips of half the training videos (RL trains on the other half); cached "
+                                "by content hash under instruct_cache (vvkit.study). 0 = off.")
+    instruct_stage_steps: int = _f(400, "The instruct stage is built and cached this many steps at a time.")
+    instruct_seed: int = _f(0, "Seed of the instruct stage (not run.seed: one instruct policy serves every seed).")
+    instruct_cache: str = _f("runs/cache/instruct", "Cache folder of instruct policies (relative to the repository).")
+    train_mix: dict | None = _f(None, "GRPO rows per task, e.g. {dark_event: 96, mixvid: 96, mcq: 48}, drawn by "
+                                      "seed from the training rows; None = every row.")
+    sft_reasoning: str | None = _f(None, "Think text of every supervised target (instruct stage, warm start, SFT "
+                                         "control); None = a template per task (vvkit.sft.sft_target).")
     # ---- SFT warm start (not in the paper; Video-R1 does an SFT cold start) ----
     sft_steps: int = _f(0, "SFT warm-start steps on template reasoning before RL; 0 = start RL directly.")
     sft_lr: float = _f(1e-3, "SFT warm-start learning rate (1e-3 suits the tiny policy; far lower for 7B).")
@@ -94,8 +105,10 @@ class TrainConfig(GRPOConfig):
         if not 0.0 <= self.difficulty_caption_spread <= 0.5:
             raise ConfigError(f"grpo_training.difficulty_caption_spread = {self.difficulty_caption_spread}: a standard "
                               "deviation of F1 scores in [0, 1] lies in [0, 0.5] (paper: 0.2; 0 = keep every caption)")
-        if self.difficulty_filter_k < 0 or self.sft_steps < 0:
-            raise ConfigError("grpo_training: difficulty_filter_k and sft_steps must be >= 0 (0 = off)")
+        if self.instruct_steps > 0 and self.sft_steps > 0:
+            raise ConfigError("grpo_training: set instruct_steps (instruct start) or sft_steps (warm start), not both")
+        if self.difficulty_filter_k < 0 or self.sft_steps < 0 or self.instruct_steps < 0:
+            raise ConfigError("grpo_training: difficulty_filter_k, sft_steps and instruct_steps must be >= 0 (0 = off)")
         if self.lora is not None and not isinstance(self.lora, dict):
             raise ConfigError(f"grpo_training.lora must be a mapping of peft LoraConfig fields or null, "
                               f"got {self.lora!r}")

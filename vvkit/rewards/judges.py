@@ -392,7 +392,7 @@ class JudgeSpec:
         return cls(kind, tuple(sorted(settings.items())))
 
 
-def make_judge(kind: str = "offline", **settings: Any) -> Any:
+def _new_judge(kind: str = "offline", **settings: Any) -> Any:
     """A new judge: `offline` (`OfflineJudge` fields) or `http` (`client.HTTPJudge` fields)."""
     if kind == "offline":
         return OfflineJudge(**settings)
@@ -413,7 +413,7 @@ def resolve_judge(judge: Any = None) -> Any:
         judge = JudgeSpec.make(judge or "offline")
     if isinstance(judge, JudgeSpec):
         if judge not in _JUDGES:
-            _JUDGES[judge] = make_judge(judge.kind, **dict(judge.settings))
+            _JUDGES[judge] = _new_judge(judge.kind, **dict(judge.settings))
         return _JUDGES[judge]
     for method in ("score_dark_event", "score_mixvid", "autodq"):
         if not callable(getattr(judge, method, None)):
