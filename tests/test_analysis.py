@@ -126,3 +126,18 @@ def test_group_table_computes_group_relative_advantages():
     assert df.attrs["mean"] == 0.5 and df["advantage"].tolist() == [0.87, -0.87, -0.87, 0.87]
     same = group_table([{**r, "reward": 1.0} for r in recs[:4]])
     assert same["advantage"].tolist() == [0.0] * 4  # equal rewards: no advantage, nothing learned
+
+
+def test_group_table_finds_the_latest_varied_group_of_a_task():
+    from vvkit.analysis import group_table
+
+    def rec(step, gid, task, reward):
+        return {"step": step, "mode": "train", "id": gid, "problem_type": task, "completion": "c", "reward": reward}
+
+    recs = [rec(5, "a", "mcq", 1.0), rec(5, "a", "mcq", 0.0), rec(5, "d", "dark_event", 2.0),
+            rec(5, "d", "dark_event", 2.0), rec(4, "e", "dark_event", 2.0), rec(4, "e", "dark_event", 0.0)]
+    assert group_table(recs, task="dark_event").attrs["id"] == "d"  # latest, even if it teaches nothing
+    varied = group_table(recs, task="dark_event", varied=True)
+    assert varied.attrs["id"] == "e" and varied.attrs["step"] == 4 and varied["advantage"].tolist() == [0.71, -0.71]
+    with pytest.raises(ValueError, match="varied mixvid"):
+        group_table(recs, task="mixvid", varied=True)

@@ -162,3 +162,16 @@ def test_instruct_start_is_built_in_stages_cached_and_grpo_trains_on_the_mix(tmp
     sft_rows = load_rows(tmp_path / "sft" / "sft_rows.jsonl")
     assert [r.id for r in sft_rows] == [r.id for r in S.rl_rows(cfg, load_split(cfg))]
     assert all(r.meta["reasoning"] == cfg.sft_reasoning for r in sft_rows)
+
+
+def test_seed_table_gives_mean_spread_and_change_from_the_start():
+    def rec(seed, arm, dei, blank=0.1):
+        return {"seed": seed, "arm": arm, "tasks": {"dark_event": {"score": dei, "blank": blank}}}
+
+    runs = [rec(0, "start", 0.2), rec(1, "start", 0.2), rec(0, "grpo", 0.6), rec(1, "grpo", 0.4, blank=0.3)]
+    table = S.seed_table(runs)
+    g = table.loc[("dark_event", "grpo")]
+    assert g["seeds"] == 2 and g["mean"] == pytest.approx(0.5) and g["sd"] == pytest.approx(0.141421, abs=1e-5)
+    assert (g["min"], g["max"]) == (0.4, 0.6) and g["blank"] == pytest.approx(0.2)
+    assert g["change"] == pytest.approx(0.3)
+    assert table.loc[("dark_event", "start")]["change"] == 0.0

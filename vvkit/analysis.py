@@ -340,27 +340,59 @@ def completions_table(policy: Any, rows: Sequence[Any], frames: dict, label: str
                          label: texts, "reward": [None if x is None else round(x, 3) for x in rewards]})
 
 
-def group_table(records: Sequence[dict], step: int | None = None) -> pd.DataFrame:
-    """One GRPO group from a stage's completions.jsonl: the G completions of one prompt at `step` (default the
-    last logged step), their rewards, the group mean and std, and each completion's advantage
-    A_i = (r_i - mean) / std (TRL's `scale_rewards="group"`; 0 when the group's rewards are all equal)."""
+def _group_stats(group: Sequence[dict]) -> tuple[np.ndarray, float, float]:
+    rewards = np.array([np.nan if r.get("reward") is None else r["reward"] for r in group], dtype=float)
+    std = float(np.nanstd(rewards, ddof=1)) if len(group) > 1 else 0.0
+    return rewards, float(np.nanmean(rewards)), 0.0 if math.isnan(std) else std
+
+
+def group_table(records: Sequence[dict], step: int | None = None, task: str | None = None,
+                varied: bool = False) -> pd.DataFrame:
+    """One GRPO group from a stage's completions.jsonl: the G completions of one prompt, their rewards, the group
+    mean and std, and each completion's advantage A_i = (r_i - mean) / std (TRL's `scale_rewards="group"`; 0 when
+    the group's rewards are all equal). The group is the latest logged one (at `step` if given) of `task` (any if
+    None) and, with `varied`, whose rewards differ: the groups GRPO learns from."""
     train = [r for r in records if r.get("mode", "train") == "train"]
     if not train:
         raise ValueError("no training completions logged (grpo_training.save_completions = 0?)")
-    step = max(r["step"] for r in train) if step is None else step
-    at = [r for r in train if r["step"] == step]
-    if not at:
-        raise ValueError(f"no completions logged at step {step}; logged steps: {sorted({r['step'] for r in train})}")
-    first = at[0]["id"]
-    group = [r for r in at if r["id"] == first]
-    rewards = np.array([np.nan if r.get("reward") is None else r["reward"] for r in group], dtype=float)
-    mean, std = float(np.nanmean(rewards)), float(np.nanstd(rewards, ddof=1)) if len(group) > 1 else 0.0
-    adv = (rewards - mean) / std if std > 1e-6 else np.zeros_like(rewards)
-    df = pd.DataFrame({"completion": [r["completion"] for r in group], "reward": rewards.round(3),
-                       "advantage": adv.round(2)})
-    df.attrs.update(step=step, id=first, task=at[0].get("problem_type"), solution=at[0].get("solution"),
-                    mean=round(mean, 3), std=round(std, 3))
-    return df
+    steps = sorted({r["step"] for r in train}, reverse=True) if step is None else [step]
+    for s_ in steps:
+        at = [r for r in train if r["step"] == s_ and (task is None or r.get("problem_type") == task)]
+        for gid in dict.fromkeys(r["id"] for r in at):
+            group = [r for r in at if r["id"] == gid]
+            rewards, mean, std = _group_stats(group)
+            if varied and std <= 1e-6:
+                continue
+            adv = (rewards - mean) / std if std > 1e-6 else np.zeros_like(rewards)
+            df = pd.DataFrame({"completion": [r["completion"] for r in group], "reward": rewards.round(3),
+                               "advantage": adv.round(2)})
+            df.attrs.update(step=s_, id=gid, task=group[0].get("problem_type"), solution=group[0].get("solution"),
+                            mean=round(mean, 3), std=round(std, 3))
+            return df
+    want = f"{task} " if task else ""
+    raise ValueError(f"no {'varied ' * varied}{want}group logged at step(s) {steps[:5]}{'...' * (len(steps) > 5)}; "
+                     f"logged steps: {sorted({r['step'] for r in train})[:10]}")
+
+
+def teaching_group(records: Sequence[dict], tasks: Sequence[str] = ("dark_event", "mixvid")) -> pd.DataFrame:
+    """The group to show a reader: the latest varied group of the first of `tasks` that has one, else the latest
+    varied group of any task, else the latest group (`group_table`)."""
+    for task, varied in [*((t, True) for t in tasks), (None, True), (None, False)]:
+        try:
+            return group_table(records, task=task, varied=varied)
+        except ValueError:
+            continue
+    raise ValueError("no training completions logged (grpo_training.save_completions = 0?)")
+
+
+def one_per_task(rows: Sequence[Row], tasks: Sequence[str] | None = None) -> list[Row]:
+    """The first row of each task (`vvkit.study.TASKS` order by default) that `rows` hold: a preview set."""
+    from vvkit.study import TASKS
+
+    firsts = {}
+    for r in rows:
+        firsts.setdefault(r.problem_type, r)
+    return [firsts[t] for t in (tasks or TASKS) if t in firsts]
 
 
 def _cell(v: Any) -> str:
@@ -566,5 +598,6 @@ def write_report(run_dir: str | os.PathLike, headline_metrics: dict, tables: dic
 
 
 __all__ = ["RunLogs", "answer_gallery", "compare_table", "completion_groups", "completions_html", "completions_viewer",
-           "gallery_title", "group_html", "headline", "load_run", "markdown_table", "plot_diagnostics", "plot_training",
-           "rounded", "saved_figures", "show_completions", "task_table", "training_frame", "write_report"]
+           "gallery_title", "group_html", "group_table", "headline", "load_run", "markdown_table", "one_per_task", "plot_diagnostics",
+           "plot_training", "rounded", "saved_figures", "show_completions", "task_table", "teaching_group", "training_frame",
+           "write_report"]

@@ -263,3 +263,37 @@ def timed(fn: Any, *args: Any, **kw: Any) -> tuple[Any, float]:
     """(fn(*args, **kw), seconds)."""
     t0 = time.perf_counter()
     return fn(*args, **kw), time.perf_counter() - t0
+
+
+# ---- over seeds -----------------------------------------------------------------------------------------------------
+def seed_table(runs: Sequence[dict]) -> Any:
+    """Per task and arm over the seeds of benchmark records ({"seed", "arm", "tasks": {task: {"score", "blank"}}}):
+    the held-out score's mean, standard deviation, min and max, the blank-video mean, and the mean change from the
+    start policy (the same start for every seed). How much a result varies between seeds, next to the result."""
+    import pandas as pd
+
+    start = {r["seed"]: r["tasks"] for r in runs if r["arm"] == "start"}
+    first_start = next(iter(start.values()), None)
+    out = []
+    for task in TASKS:
+        for arm in [a for a in ARMS if any(r["arm"] == a for r in runs)]:
+            recs = [r for r in runs if r["arm"] == arm and task in r["tasks"]]
+            if not recs:
+                continue
+            vals = np.array([r["tasks"][task]["score"] for r in recs], dtype=float)
+            base = [(start.get(r["seed"]) or first_start or {}).get(task, {}).get("score", np.nan) for r in recs]
+            out.append({"task": task, "arm": arm, "seeds": len(recs), "mean": vals.mean(),
+                        "sd": vals.std(ddof=1) if len(vals) > 1 else 0.0, "min": vals.min(), "max": vals.max(),
+                        "blank": float(np.mean([r["tasks"][task].get("blank", np.nan) for r in recs])),
+                        "change": float(np.mean(vals - np.array(base, dtype=float)))})
+    return pd.DataFrame(out).set_index(["task", "arm"])
+
+
+def benchmark_table(path: str | Path | None = None) -> Any:
+    """`seed_table` of the study benchmark's results (default `benchmarks/results/study.json`)."""
+    from vvkit.run import repo_root
+
+    path = Path(path) if path else repo_root() / "benchmarks" / "results" / "study.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no study benchmark results; run `python benchmarks/bench_study.py`")
+    return seed_table(json.loads(path.read_text())["runs"])
