@@ -171,6 +171,9 @@ class RewardConfig:
     judge_max_retries: int = _f(3, "Retries per request (exponential backoff) before it counts as failed.")
     judge_concurrency: int = _f(8, "Judge requests in flight at once.")
     judge_on_error: str = _f("raise", "A failed or unparseable judge reply: 'raise', or 'count' (reward None, logged).")
+    caption_judge: dict | None = _f(None, "Judge settings for captions (AutoDQ) over the ones above, e.g. {judge: http, "
+                                          "judge_model: gpt-3.5-turbo}; None = one judge for every task (paper: "
+                                          "Qwen2.5-72B-Instruct for DarkEventInfer / MixVidQA, GPT-3.5 for AutoDQ).")
     judge_dark_full: float = _f(0.6, "Offline judge: cosine for DarkEventInfer score 2 (with all facts stated).")
     judge_dark_partial: float = _f(0.4, "Offline judge: cosine for DarkEventInfer score 1.")
     judge_mixvid_threshold: float = _f(0.5, "Offline judge: cosine for a MixVidQA answer to count as true.")

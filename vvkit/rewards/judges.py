@@ -375,7 +375,42 @@ class OfflineJudge:
         return by_pred.any(1), by_ref.any(0)
 
 
-JUDGE_KINDS = ("offline", "http")
+JUDGE_KINDS = ("offline", "http", "tasks")
+
+
+class TaskJudges:
+    """Two judges by task: `qa` for DarkEventInfer, MixVidQA and judged open-ended answers, `caption` for AutoDQ, as
+    in the paper (§4: Qwen2.5-72B-Instruct judges the proxy tasks, GPT-3.5 extracts and matches caption events)."""
+
+    def __init__(self, qa: Any, caption: Any) -> None:
+        self.qa, self.caption = resolve_judge(qa), resolve_judge(caption)
+
+    def score_dark_event(self, *args: Any, **kw: Any) -> list:
+        return self.qa.score_dark_event(*args, **kw)
+
+    def score_mixvid(self, *args: Any, **kw: Any) -> list:
+        return self.qa.score_mixvid(*args, **kw)
+
+    def autodq(self, preds: Sequence[str | None], refs: Sequence[str], ref_events: Any = None) -> list:
+        return (self.caption.autodq(preds, refs) if ref_events is None
+                else self.caption.autodq(preds, refs, ref_events=ref_events))
+
+    def note_sources(self, sources: Sequence[str | None]) -> None:
+        for judge in {id(j): j for j in (self.qa, self.caption)}.values():
+            if callable(getattr(judge, "note_sources", None)):
+                judge.note_sources(sources)
+
+    def pop_errors(self) -> dict:
+        out: dict = {}
+        for judge in {id(j): j for j in (self.qa, self.caption)}.values():
+            for kind, n in (judge.pop_errors() if callable(getattr(judge, "pop_errors", None)) else {}).items():
+                out[kind] = out.get(kind, 0) + n
+        return out
+
+    def __getattr__(self, name: str) -> Any:  # calibration helpers (match, embedder) come from the QA judge
+        if name in ("qa", "caption"):
+            raise AttributeError(name)
+        return getattr(self.qa, name)
 
 
 @dataclass(frozen=True)
@@ -393,13 +428,15 @@ class JudgeSpec:
 
 
 def _new_judge(kind: str = "offline", **settings: Any) -> Any:
-    """A new judge: `offline` (`OfflineJudge` fields) or `http` (`client.HTTPJudge` fields)."""
+    """A new judge: `offline` (`OfflineJudge` fields), `http` (`client.HTTPJudge` fields) or `tasks` (`TaskJudges`)."""
     if kind == "offline":
         return OfflineJudge(**settings)
     if kind == "http":
         from vvkit.rewards.client import HTTPJudge
 
         return HTTPJudge(**settings)
+    if kind == "tasks":
+        return TaskJudges(**settings)
     raise ValueError(f"judge {kind!r} unknown; choose one of {JUDGE_KINDS}")
 
 

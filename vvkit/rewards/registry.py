@@ -32,6 +32,7 @@ _HTTP_KEYS = {"judge_base_url": "base_url", "judge_model": "model", "judge_api_k
 _OFFLINE_KEYS = {"judge_dark_full": "dark_full", "judge_dark_partial": "dark_partial",
                  "judge_mixvid_threshold": "mixvid_threshold", "judge_entail_threshold": "entail_threshold",
                  "judge_lexicon": "lexicon"}
+JUDGE_SETTINGS = ("judge", *_HTTP_KEYS, *_OFFLINE_KEYS)  # what caption_judge may set
 JUDGE = object()  # marker: this argument receives the judge
 
 # name -> (function, {its argument: the setting that fills it})
@@ -100,6 +101,9 @@ def check_settings(settings: dict[str, Any]) -> dict[str, Any]:
     if unknown:
         raise KeyError(f"unknown reward setting(s) {unknown}; valid: {sorted(DEFAULT_SETTINGS)}")
     merged = {**DEFAULT_SETTINGS, **settings}
+    caption = merged["caption_judge"]
+    if caption is not None and (not isinstance(caption, dict) or set(caption) - set(JUDGE_SETTINGS)):
+        raise ValueError(f"caption_judge: a mapping of judge settings {list(JUDGE_SETTINGS)} (or null), got {caption!r}")
     if merged["gate"] not in tasks.GATES:
         raise ValueError(f"gate {merged['gate']!r} unknown; choose one of {tasks.GATES}")
     if merged["open_ended_metric"] not in tasks.OPEN_ENDED_METRICS:
@@ -108,8 +112,13 @@ def check_settings(settings: dict[str, Any]) -> dict[str, Any]:
 
 
 def _judge_spec(**settings: Any) -> Any:
-    """The judge the settings name: a JudgeSpec (offline or http) or the judge object passed as `judge`."""
+    """The judge the settings name: a JudgeSpec (offline, http, or `tasks` when `caption_judge` gives captions their
+    own judge) or the judge object passed as `judge`."""
     s = check_settings(settings)
+    caption = s.pop("caption_judge") or {}
+    if caption:
+        qa, cap = _judge_spec(**s), _judge_spec(**{**s, **caption})
+        return qa if qa == cap else JudgeSpec.make("tasks", qa=qa, caption=cap)
     kind = s["judge"]
     if not isinstance(kind, str):
         return resolve_judge(kind)  # an object: checked, used as is
