@@ -101,7 +101,7 @@ def test_evaluation_reads_any_output_but_the_reward_keeps_its_gate():
     assert [r["score"] for r in tagged] == [0.0, 0.0, 1.0, 0.0]
     cols = {k: [ROW[k]] * 4 for k in ("solution", "problem_type", "options", "problem")}
     assert T.accuracy_reward(outs, **cols) == [0.0, 0.0, 1.0, 0.0]
-    assert T.accuracy_reward(outs, gate_mode="none", **cols) == [0.0, 0.0, 1.0, 0.0]  # untagged earns no accuracy
+    assert T.accuracy_reward(outs, gate="none", **cols) == [0.0, 0.0, 1.0, 0.0]  # untagged earns no accuracy
     assert T.score_completion("B", ROW)["score"] == 0.0  # the reward's view unless reading="any"
     assert T.score_completion("B", ROW, reading="any")["score"] == 1.0
     with pytest.raises(ValueError, match="reading"):

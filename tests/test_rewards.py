@@ -87,7 +87,7 @@ def test_gt_letter_accepts_bare_and_wrapped_solutions():
 def test_format_reward():
     comps = [w("r", "B"), "B", w("", "B"), w("r", "B") + " extra", "<answer>B</answer>"]
     assert R.format_reward(comps) == [1.0, 0.0, 0.0, 0.0, 0.0]
-    assert R.format_reward(comps, strict=False) == [1.0, 0.0, 1.0, 1.0, 0.0]
+    assert R.format_reward(comps, strict_format=False) == [1.0, 0.0, 1.0, 1.0, 0.0]
 
 
 def test_mcq_reward_ungated_and_only_on_mcq_rows():
@@ -115,14 +115,17 @@ def test_rouge_reward():
     c = cols("open_ended", "the red square moves left", 4)
     c["solution"][2] = "left"
     assert R.rouge_reward(comps, **c) == pytest.approx([1.0, 0.0, 1.0, 0.0])
-    assert R.rouge_reward(comps[:1], solution=["the red square moves right"], variant="rougeL") == [pytest.approx(0.8)]
+    got = R.rouge_reward(comps[:1], solution=["the red square moves right"], rouge_variant="rougeL")
+    assert got == [pytest.approx(0.8)]
     with pytest.raises(ValueError, match="rouge variant"):
         R.rouge_score("a", "a", "rougeX")
 
 
 def test_repetition_reward():
-    assert R.repetition_reward(["a b c d e", "x x x x x", "a b"], ngram=3) == pytest.approx([0.0, -2 / 3, 0.0])
-    assert R.repetition_reward(["x y x y x y"], ngram=2, max_penalty=-0.5) == [pytest.approx(-0.3)]
+    got = R.repetition_reward(["a b c d e", "x x x x x", "a b"], repetition_ngram=3)
+    assert got == pytest.approx([0.0, -2 / 3, 0.0])
+    got = R.repetition_reward(["x y x y x y"], repetition_ngram=2, repetition_max_penalty=-0.5)
+    assert got == [pytest.approx(-0.3)]
 
 
 # ---- judged task rewards (offline judge) ----
@@ -144,8 +147,8 @@ def test_open_ended_metrics(judge):
     comps = [w("r", "red"), w("r", "It is red"), w("r", "blue")]
     c = cols("open_ended", "red", 3, problem="What colour is the shape?")
     assert R.open_ended_reward(comps, **c) == pytest.approx([1.0, 0.5, 0.0])
-    assert R.open_ended_reward(comps, metric="judge", judge=judge, **c) == [1.0, 1.0, 0.0]
-    emb = R.open_ended_reward(comps, metric="embedding", **c)
+    assert R.open_ended_reward(comps, open_ended_metric="judge", judge=judge, **c) == [1.0, 1.0, 0.0]
+    emb = R.open_ended_reward(comps, open_ended_metric="embedding", **c)
     assert emb[0] == pytest.approx(1.0, abs=1e-5) and emb[1] > emb[2]
 
 
@@ -196,13 +199,13 @@ BARE = ["B", "left", "The red square moves left.", "up", CAPTION_REF]  # right a
 
 def test_accuracy_gates(judge):
     assert R.accuracy_reward(GOOD, judge=judge, **MIXED) == pytest.approx([1.0, 1.0, 2.0, 1.0, 1.9])
-    assert R.accuracy_reward(GOOD, gate_mode="add", judge=judge, **MIXED) == pytest.approx([2.0, 2.0, 3.0, 2.0, 2.9])
+    assert R.accuracy_reward(GOOD, gate="add", judge=judge, **MIXED) == pytest.approx([2.0, 2.0, 3.0, 2.0, 2.9])
     assert R.accuracy_reward(BARE, judge=judge, **MIXED) == [0.0] * 5
     half = ["<answer>B</answer>", "<answer>left</answer>"]  # answer tags but no think: task scores, format 0
     m2 = {k: v[:2] for k, v in MIXED.items()}
-    assert R.accuracy_reward(half, gate_mode="add", **m2) == [1.0, 1.0]
-    assert R.accuracy_reward(half, gate_mode="none", **m2) == [1.0, 1.0]
-    assert R.accuracy_reward(half, gate_mode="multiply", **m2) == [0.0, 0.0]
+    assert R.accuracy_reward(half, gate="add", **m2) == [1.0, 1.0]
+    assert R.accuracy_reward(half, gate="none", **m2) == [1.0, 1.0]
+    assert R.accuracy_reward(half, gate="multiply", **m2) == [0.0, 0.0]
 
 
 class SpyJudge:
@@ -253,9 +256,9 @@ def test_judge_failure_gives_none_and_is_logged():
 def test_length_reward_group_rule():
     done, short = w("look " * 6, "B"), w("x", "B")
     c = cols("mcq", "B", 3, OPTS)
-    assert R.length_reward([done, short, w("x", "A")], l_min=5, l_max=10, **c) == [0.2, 0.0, 0.0]
-    assert R.length_reward([done, w("x", "A")], l_min=5, l_max=10, **cols("mcq", "B", 2, OPTS)) == [0.0, 0.0]
-    assert R.length_reward([done, w("x", "A")], l_min=5, l_max=10, min_correct=1,
+    assert R.length_reward([done, short, w("x", "A")], length_min=5, length_max=10, **c) == [0.2, 0.0, 0.0]
+    assert R.length_reward([done, w("x", "A")], length_min=5, length_max=10, **cols("mcq", "B", 2, OPTS)) == [0.0, 0.0]
+    assert R.length_reward([done, w("x", "A")], length_min=5, length_max=10, length_min_correct=1,
                            **cols("mcq", "B", 2, OPTS)) == [0.2, 0.0]
     ids = [[1] * 400, [1] * 100, [1] * 400]
     assert R.length_reward([short, short, w("x", "A")], completion_ids=ids, **c) == [0.2, 0.0, 0.0]
@@ -304,6 +307,24 @@ def test_registry_pickles_and_names():
         R.get_reward_funcs(["format"], gates="add")
     with pytest.raises(ValueError, match="judge_base_url"):
         R.get_reward_funcs(["accuracy"], judge="http")
+
+
+def test_every_setting_has_one_name():
+    """A registry entry passes each setting under its own name: a parameter of the reward function with the
+    RewardConfig default (the YAML key = the field = the keyword); the judge goes to the named argument."""
+    import inspect
+
+    for name, (fn, keys, judge_arg) in R.REWARDS.items():
+        params = inspect.signature(fn).parameters
+        assert "caption_judge" not in keys, name  # a setting of the judge factory, not of any reward
+        for key in keys:
+            assert key in R.DEFAULT_SETTINGS and key in params, (name, key)
+            assert params[key].default == R.DEFAULT_SETTINGS[key], (name, key)
+        assert judge_arg is None or judge_arg in params, name
+        built = R.get_reward_funcs([name], gate="add", strict_format=False)[0]
+        assert set(built.settings) == set(keys) | ({judge_arg} - {None}), name
+    acc = R.get_reward_funcs(["accuracy"], gate="add", strict_format=False, caption_keywords=False)[0]
+    assert [acc.settings[k] for k in ("gate", "strict_format", "caption_keywords")] == ["add", False, False]
 
 
 def test_reward_config_round_trip():

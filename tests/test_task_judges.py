@@ -59,7 +59,7 @@ def test_rewards_send_each_task_to_its_judge():
     qa, cap = _Fixed(1.0), _Fixed(0.0)
     texts = ["<think>I watch.</think><answer>it grew</answer>"] * 3
     recs = score_batch(texts, ["it grew"] * 3, ["dark_event", "mixvid", "caption"], [None] * 3, ["q"] * 3,
-                       TaskJudges(qa, cap), keywords=False)
+                       TaskJudges(qa, cap), caption_keywords=False)
     assert [r["score"] for r in recs] == [2.0, 1.0, 0.0]
     assert qa.calls == ["dark_event", "mixvid"] and cap.calls == ["caption"]
 

@@ -16,14 +16,14 @@ from vvkit.train_config import TrainConfig
 
 
 class GatedAdd:
-    """An accuracy reward built like vvkit's (`settings` with gate_mode add): `ordered` for the first call (the
+    """An accuracy reward built like vvkit's (`settings` with gate add): `ordered` for the first call (the
     ordered group), `shuffled` for the second (T-GRPO's shuffled group)."""
 
     __name__ = "accuracy"
 
     def __init__(self, ordered, shuffled):
         self.values, self.calls = (ordered, shuffled), 0
-        self.settings = {"gate_mode": "add", "strict": True}
+        self.settings = {"gate": "add", "strict_format": True}
 
     def __call__(self, completions, **kwargs):
         v = self.values[self.calls % 2]
@@ -35,7 +35,7 @@ class GatedAdd:
 def test_tgrpo_with_gate_add_counts_the_task_score_not_the_format_point(world, monkeypatch, ordered, bonus):
     from vvkit import trainer as T
 
-    monkeypatch.setattr(T, "format_reward", lambda texts, strict=True: [1.0] * len(texts))  # all well-formed
+    monkeypatch.setattr(T, "format_reward", lambda texts, strict_format=True: [1.0] * len(texts))  # all well-formed
     acc = GatedAdd(ordered, 1.0)  # 1.0 = format 1 + task 0: a well-formed wrong answer
     trainer = make_trainer(world, make_cfg(world, f"tgrpo_add_{ordered}", tgrpo=True, max_steps=1),
                            rewards=(acc, varied_reward))

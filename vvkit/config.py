@@ -146,7 +146,8 @@ class RewardConfig:
     """The shared `rewards` section: which rewards GRPO sums, how the format gate combines, which judge scores free
     text (paper §4). Notebooks 02, 03 and 04 all read it, so training and evaluation score the same way; a stage may
     override single keys with its own `rewards:` mapping. Field names are the keyword names of
-    `vvkit.rewards.get_reward_funcs` and `vvkit.rewards.make_judge`."""
+    `vvkit.rewards.get_reward_funcs` and `vvkit.rewards.make_judge`, and of the reward functions that take them
+    (`format_reward(strict_format=...)`, `length_reward(length_min=...)`): one name per setting."""
 
     reward_funcs: list = _f(["accuracy"], "Reward names (vvkit.rewards.REWARDS); the paper registers 'accuracy' only.")
     reward_weights: list | None = _f(None, "One weight per reward (TRL reward_weights); None = all 1.0.")

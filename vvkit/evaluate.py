@@ -125,7 +125,7 @@ def prediction_records(prompts: Sequence[Prompt], completions: Sequence[str], ju
 
     rc = gen_cfg.reward_config()
     rows = [p.row for p in prompts]
-    scored = score_rows(list(completions), rows, judge, open_ended_metric=rc.open_ended_metric, gate_mode=rc.gate,
+    scored = score_rows(list(completions), rows, judge, open_ended_metric=rc.open_ended_metric, gate=rc.gate,
                         reading=EVAL_READING)
     return [{"id": p.row.id, "problem_type": p.row.problem_type, "source": p.row.source, "condition": p.condition,
              "n_options": len(p.row.options) if p.row.options else None, "solution": p.row.solution,

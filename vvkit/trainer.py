@@ -29,10 +29,10 @@ from vvkit.video import FramePolicy
 TGRPO_CORRECT = 0.1  # Video-R1 counts an ordered completion as correct when its accuracy reward exceeds 0.1
 
 
-def task_part(values: torch.Tensor, formats: torch.Tensor, gate_mode: str) -> torch.Tensor:
+def task_part(values: torch.Tensor, formats: torch.Tensor, gate: str) -> torch.Tensor:
     """The task score inside a gated reward: Video-R1's T-GRPO tests its accuracy reward alone (> 0.1), so under
     `gate: add` (format + task) the format point is taken off first; a well-formed wrong answer scores 0, not 1."""
-    return values - formats if gate_mode == "add" else values
+    return values - formats if gate == "add" else values
 
 
 def temporal_reward(completions: list, **kwargs: Any) -> list[float | None]:
@@ -234,13 +234,13 @@ class VideoGRPOTrainer(GRPOTrainer):
         shuffled_acc[picks] = torch.tensor([math.nan if s is None else float(s) for s in scores], device=device)
         fn = self.reward_funcs[self._tgrpo_index]
         settings = getattr(fn, "settings", {})
-        gate_mode, strict = settings.get("gate_mode", "multiply"), settings.get("strict", True)
+        gate, strict_format = settings.get("gate", "multiply"), settings.get("strict_format", True)
         shuffled_fmt = torch.zeros(len(inputs), device=device)
-        shuffled_fmt[picks] = torch.tensor(format_reward(texts, strict=strict), device=device)
-        shuffled_acc = task_part(gather(shuffled_acc), gather(shuffled_fmt), gate_mode).view(-1, G)  # NaN: unsampled
-        ordered_fmt = torch.tensor(format_reward([completion_text(c) for c in completions], strict=strict),
-                                   device=device)
-        ordered = task_part(rewards_per_func[:, self._tgrpo_index], gather(ordered_fmt), gate_mode)
+        shuffled_fmt[picks] = torch.tensor(format_reward(texts, strict_format=strict_format), device=device)
+        shuffled_acc = task_part(gather(shuffled_acc), gather(shuffled_fmt), gate).view(-1, G)  # NaN: unsampled
+        ordered_fmt = torch.tensor(format_reward([completion_text(c) for c in completions],
+                                                 strict_format=strict_format), device=device)
+        ordered = task_part(rewards_per_func[:, self._tgrpo_index], gather(ordered_fmt), gate)
         p_ord, p_shuf = torch.nanmean(ordered.view(-1, G), 1), torch.nanmean(shuffled_acc, 1)
         qualifies = (p_ord >= self.args.tgrpo_ratio * p_shuf).repeat_interleave(G)  # NaN compares False
         bonus = self.args.tgrpo_alpha * (qualifies & (ordered > TGRPO_CORRECT)).float()

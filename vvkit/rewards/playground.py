@@ -250,7 +250,7 @@ def styled(df: Any, digits: int = 2) -> Any:
                                {"selector": "th.col_heading", "props": "white-space:normal;max-width:5.5em"}]))
 
 
-def gate_table(items: Sequence[dict], judge: Any = None, strict: bool = True):
+def gate_table(items: Sequence[dict], judge: Any = None, strict_format: bool = True):
     """The same completions under the three ways of combining format and task score (paper x, Video-R1 +, none)."""
     import pandas as pd
 
@@ -258,7 +258,7 @@ def gate_table(items: Sequence[dict], judge: Any = None, strict: bool = True):
 
     cols = columns(items)
     recs = score_batch([it["completion"] for it in items], cols["solution"], cols["problem_type"], cols["options"],
-                       cols["problem"], judge, strict=strict)
+                       cols["problem"], judge, strict_format=strict_format)
     rows = {(it["problem_type"], it["label"]): {"format": r["format"], "task score": r["score"],
                                                 **{g: combine(r["format"], r["score"], g) for g in ("multiply", "add", "none")}}
             for it, r in zip(items, recs)}

@@ -33,25 +33,24 @@ _OFFLINE_KEYS = {"judge_dark_full": "dark_full", "judge_dark_partial": "dark_par
                  "judge_mixvid_threshold": "mixvid_threshold", "judge_entail_threshold": "entail_threshold",
                  "judge_lexicon": "lexicon"}
 JUDGE_SETTINGS = ("judge", *_HTTP_KEYS, *_OFFLINE_KEYS)  # what caption_judge may set
-JUDGE = object()  # marker: this argument receives the judge
 
-# name -> (function, {its argument: the setting that fills it})
-REWARDS: dict[str, tuple[Callable, dict[str, Any]]] = {
-    "format": (rule.format_reward, {"strict": "strict_format"}),
-    "accuracy": (tasks.accuracy_reward, {"gate_mode": "gate", "judge": JUDGE, "strict": "strict_format",
-                                         "open_ended_metric": "open_ended_metric", "caption_alpha": "caption_alpha",
-                                         "keywords": "caption_keywords"}),
-    "mcq": (rule.mcq_reward, {"strict": "strict_format"}),
-    "dark_event": (tasks.dark_event_reward, {"judge": JUDGE, "strict": "strict_format"}),
-    "mixvid": (tasks.mixvid_reward, {"judge": JUDGE, "strict": "strict_format"}),
-    "open_ended": (tasks.open_ended_reward, {"metric": "open_ended_metric", "judge": JUDGE, "strict": "strict_format"}),
-    "caption": (tasks.caption_reward, {"judge": JUDGE, "strict": "strict_format", "caption_alpha": "caption_alpha",
-                                       "keywords": "caption_keywords"}),
-    "keywords": (rule.keywords_reward, {"strict": "strict_format"}),
-    "rouge": (rule.rouge_reward, {"variant": "rouge_variant", "strict": "strict_format"}),
-    "length": (tasks.length_reward, {"l_min": "length_min", "l_max": "length_max", "bonus": "length_bonus",
-                                     "min_correct": "length_min_correct", "judge": JUDGE, "strict": "strict_format"}),
-    "repetition": (rule.repetition_reward, {"ngram": "repetition_ngram", "max_penalty": "repetition_max_penalty"}),
+# name -> (function, the settings it takes, the argument that receives the judge or None). A setting is passed under
+# its own name: the function's keyword = the RewardConfig field = the YAML key. The judge argument gets the judge
+# the settings name (`make_judge`), not the `judge` setting itself; `caption_judge` only shapes that judge.
+REWARDS: dict[str, tuple[Callable, tuple[str, ...], str | None]] = {
+    "format": (rule.format_reward, ("strict_format",), None),
+    "accuracy": (tasks.accuracy_reward, ("gate", "strict_format", "open_ended_metric", "caption_alpha",
+                                         "caption_keywords"), "judge"),
+    "mcq": (rule.mcq_reward, ("strict_format",), None),
+    "dark_event": (tasks.dark_event_reward, ("strict_format",), "judge"),
+    "mixvid": (tasks.mixvid_reward, ("strict_format",), "judge"),
+    "open_ended": (tasks.open_ended_reward, ("open_ended_metric", "strict_format"), "judge"),
+    "caption": (tasks.caption_reward, ("strict_format", "caption_alpha", "caption_keywords"), "judge"),
+    "keywords": (rule.keywords_reward, ("strict_format",), None),
+    "rouge": (rule.rouge_reward, ("rouge_variant", "strict_format"), None),
+    "length": (tasks.length_reward, ("length_min", "length_max", "length_bonus", "length_min_correct",
+                                     "strict_format"), "judge"),
+    "repetition": (rule.repetition_reward, ("repetition_ngram", "repetition_max_penalty"), None),
 }
 
 
@@ -148,14 +147,11 @@ def get_reward_funcs(names: Sequence[str], **settings: Any) -> list[RewardFn]:
     out = []
     for name in names:
         if name in REWARDS:
-            fn, args = REWARDS[name]
-            kwargs = {}
-            for arg, key in args.items():
-                if key is JUDGE:
-                    spec = spec if spec is not None else _judge_spec(**settings)
-                    kwargs[arg] = spec
-                else:
-                    kwargs[arg] = s[key]
+            fn, keys, judge_arg = REWARDS[name]
+            kwargs = {key: s[key] for key in keys}
+            if judge_arg is not None:
+                spec = spec if spec is not None else _judge_spec(**settings)
+                kwargs[judge_arg] = spec
             out.append(RewardFn(name, fn, **kwargs))
         elif ":" in name:
             mod, _, attr = name.partition(":")

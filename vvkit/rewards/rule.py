@@ -52,14 +52,14 @@ def applies(task: str | None, tasks: Iterable[str]) -> bool:
 # ---- format (paper §4: the multiplicative gate) ----
 
 
-def format_reward(completions: Sequence[Any], strict: bool = True, **kwargs: Any) -> list[float | None]:
-    """1.0 for `<think>…</think><answer>…</answer>`, else 0.0 (paper §4; strict=True also rejects empty blocks and
-    text outside them, which the authors' start-anchored regex lets through).
+def format_reward(completions: Sequence[Any], strict_format: bool = True, **kwargs: Any) -> list[float | None]:
+    """1.0 for `<think>…</think><answer>…</answer>`, else 0.0 (paper §4; strict_format=True also rejects empty blocks
+    and text outside them, which the authors' start-anchored regex lets through).
 
     >>> format_reward(["<think>one red square</think><answer>B</answer>", "B", "<think></think><answer>B</answer>"])
     [1.0, 0.0, 0.0]
     """
-    return [1.0 if parse_completion(t, strict).well_formed else 0.0 for t in texts_of(completions)]
+    return [1.0 if parse_completion(t, strict_format).well_formed else 0.0 for t in texts_of(completions)]
 
 
 # ---- multiple choice (paper §4 MCQA; Video-R1 exact letter match) ----
@@ -70,7 +70,7 @@ def mcq_score(answer: str | None, solution: Any, options: list[str] | None) -> f
     return 1.0 if extract_choice(answer, options) == gt_letter(solution) else 0.0
 
 
-def mcq_reward(completions: Sequence[Any], solution: Sequence[Any] | None = None, strict: bool = True,
+def mcq_reward(completions: Sequence[Any], solution: Sequence[Any] | None = None, strict_format: bool = True,
                **kwargs: Any) -> list[float | None]:
     """Letter match on mcq rows, ungated (paper §4 reads the letter by substring heuristics and takes the first hit;
     vvkit's `extract_choice` gives 0 to answers naming several letters).
@@ -83,7 +83,7 @@ def mcq_reward(completions: Sequence[Any], solution: Sequence[Any] | None = None
     n = len(texts)
     sols, opts, types = column({"solution": solution}, "solution", n), column(kwargs, "options", n), task_types(kwargs, n)
     return [
-        mcq_score(parse_completion(t, strict).answer, s, o) if applies(k, ("mcq",)) else None
+        mcq_score(parse_completion(t, strict_format).answer, s, o) if applies(k, ("mcq",)) else None
         for t, s, o, k in zip(texts, sols, opts, types)
     ]
 
@@ -138,7 +138,7 @@ def keyword_score(text: str | None, step: float = KEYWORD_STEP, cap: float = KEY
     return min(step * len(good), cap)
 
 
-def keywords_reward(completions: Sequence[Any], strict: bool = True, tasks: Sequence[str] = ("caption",),
+def keywords_reward(completions: Sequence[Any], strict_format: bool = True, tasks: Sequence[str] = ("caption",),
                     **kwargs: Any) -> list[float | None]:
     """Keyword term on the answer of caption rows, range [-0.2 x len(HEDGE_PHRASES), 0.4] (paper §4, whole words).
 
@@ -148,7 +148,8 @@ def keywords_reward(completions: Sequence[Any], strict: bool = True, tasks: Sequ
     """
     texts = texts_of(completions)
     types = task_types(kwargs, len(texts))
-    return [keyword_score(parse_completion(t, strict).answer) if applies(k, tasks) else None for t, k in zip(texts, types)]
+    return [keyword_score(parse_completion(t, strict_format).answer) if applies(k, tasks) else None
+            for t, k in zip(texts, types)]
 
 
 # ---- ROUGE (Video-R1 free-form reward: mean of ROUGE-1/2/L F-measures) ----
@@ -216,20 +217,22 @@ def rouge_score(prediction: str | None, reference: str, variant: str = "mean") -
     return {"rouge1": r1, "rouge2": r2, "rougeL": rl}[variant]
 
 
-def rouge_reward(completions: Sequence[Any], solution: Sequence[Any] | None = None, variant: str = "mean",
-                 strict: bool = True, tasks: Sequence[str] = FREE_TEXT_TASKS, **kwargs: Any) -> list[float | None]:
+def rouge_reward(completions: Sequence[Any], solution: Sequence[Any] | None = None, rouge_variant: str = "mean",
+                 strict_format: bool = True, tasks: Sequence[str] = FREE_TEXT_TASKS,
+                 **kwargs: Any) -> list[float | None]:
     """ROUGE of the answer against the solution on free-text rows, in [0, 1] (Video-R1 free-form reward; the paper
     judges these tasks with an LLM instead: use ROUGE as a cheap diagnostic or for `open_ended`).
 
     >>> rouge_reward(["<think>x</think><answer>the red square moves left</answer>"],
-    ...              solution=["the red square moves left"], variant="rougeL")
+    ...              solution=["the red square moves left"], rouge_variant="rougeL")
     [1.0]
     """
     texts = texts_of(completions)
     n = len(texts)
     sols, types = column({"solution": solution}, "solution", n), task_types(kwargs, n)
     return [
-        rouge_score(parse_completion(t, strict).answer, solution_text(s), variant) if applies(k, tasks) else None
+        rouge_score(parse_completion(t, strict_format).answer, solution_text(s), rouge_variant)
+        if applies(k, tasks) else None
         for t, s, k in zip(texts, sols, types)
     ]
 
@@ -249,12 +252,12 @@ def repetition_score(text: str, ngram: int = 3, max_penalty: float = -1.0) -> fl
     return (1.0 - distinct / total) * max_penalty + 0.0  # + 0.0 turns -0.0 into 0.0
 
 
-def repetition_reward(completions: Sequence[Any], ngram: int = 3, max_penalty: float = -1.0,
+def repetition_reward(completions: Sequence[Any], repetition_ngram: int = 3, repetition_max_penalty: float = -1.0,
                       **kwargs: Any) -> list[float | None]:
-    """Penalty in [max_penalty, 0] for repeated word n-grams over the whole completion, on every row (open-r1; the
-    paper has none, its only length pressure is caption precision).
+    """Penalty in [repetition_max_penalty, 0] for repeated word n-grams over the whole completion, on every row
+    (open-r1; the paper has none, its only length pressure is caption precision).
 
-    >>> repetition_reward(["a b c d", "go go go go go"], ngram=2)
+    >>> repetition_reward(["a b c d", "go go go go go"], repetition_ngram=2)
     [0.0, -0.75]
     """
-    return [repetition_score(t, ngram, max_penalty) for t in texts_of(completions)]
+    return [repetition_score(t, repetition_ngram, repetition_max_penalty) for t in texts_of(completions)]

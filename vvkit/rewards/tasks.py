@@ -24,8 +24,8 @@ TASK_MAX = {"mcq": 1.0, "dark_event": 2.0, "mixvid": 1.0, "open_ended": 1.0}  # 
 
 
 def score_batch(texts: Sequence[str], solutions: Sequence[Any], types: Sequence[str | None],
-                options: Sequence[Any], problems: Sequence[Any], judge: Any = None, *, strict: bool = True,
-                open_ended_metric: str = "rouge_mean", caption_alpha: float = 0.5, keywords: bool = True,
+                options: Sequence[Any], problems: Sequence[Any], judge: Any = None, *, strict_format: bool = True,
+                open_ended_metric: str = "rouge_mean", caption_alpha: float = 0.5, caption_keywords: bool = True,
                 only: Sequence[str] | None = None, skip_malformed: bool = False, reading: str = "tagged",
                 sources: Sequence[str | None] | None = None,
                 ref_events: Sequence[Sequence[str] | None] | None = None) -> list[dict | None]:
@@ -49,7 +49,7 @@ def score_batch(texts: Sequence[str], solutions: Sequence[Any], types: Sequence[
             raise ValueError("task rewards need the `problem_type` column (one of vvkit.schema.PROBLEM_TYPES) per row")
         if only is not None and task not in only:
             continue
-        parsed = parse_completion(text, strict)
+        parsed = parse_completion(text, strict_format)
         answer = parsed.answer if reading == "tagged" else free_answer(text)
         rec = {"task": task, "format": float(parsed.well_formed), "answer": answer}
         out[i] = rec
@@ -68,7 +68,7 @@ def score_batch(texts: Sequence[str], solutions: Sequence[Any], types: Sequence[
         note = getattr(judge, "note_sources", None)
         if sources is not None and callable(note):
             note([sources[i] for idx in pending.values() for i in idx])
-        _judge_pending(out, pending, solutions, problems, judge, open_ended_metric, caption_alpha, keywords,
+        _judge_pending(out, pending, solutions, problems, judge, open_ended_metric, caption_alpha, caption_keywords,
                        ref_events)
     for rec in out:
         if rec is not None:
@@ -77,7 +77,8 @@ def score_batch(texts: Sequence[str], solutions: Sequence[Any], types: Sequence[
 
 
 def _judge_pending(out: list, pending: dict, solutions: Sequence[Any], problems: Sequence[Any], judge: Any,
-                   metric: str, alpha: float, keywords: bool, ref_events: Sequence[Any] | None = None) -> None:
+                   open_ended_metric: str, caption_alpha: float, caption_keywords: bool,
+                   ref_events: Sequence[Any] | None = None) -> None:
     """Batched judge calls: one per task for the whole batch."""
     def args(idx: list[int]) -> tuple[list[str], list[str], list[str | None]]:
         return ([out[i]["answer"] for i in idx], [solution_text(solutions[i]) for i in idx],
@@ -86,17 +87,18 @@ def _judge_pending(out: list, pending: dict, solutions: Sequence[Any], problems:
     if pending["dark_event"]:
         for i, s in zip(pending["dark_event"], judge.score_dark_event(*args(pending["dark_event"]))):
             out[i]["score"] = None if s is None else float(s)
-    mix = pending["mixvid"] + (pending["open_ended"] if metric == "judge" else [])
+    mix = pending["mixvid"] + (pending["open_ended"] if open_ended_metric == "judge" else [])
     if mix:
         for i, s in zip(mix, judge.score_mixvid(*args(mix))):
             out[i]["score"] = None if s is None else float(s)
-    if pending["open_ended"] and metric != "judge":
+    if pending["open_ended"] and open_ended_metric != "judge":
         preds, refs, _ = args(pending["open_ended"])
-        if metric == "embedding":
+        if open_ended_metric == "embedding":
             emb = get_embedder().encode(preds + refs)
             sims = np.clip((emb[: len(preds)] * emb[len(preds) :]).sum(1), 0.0, 1.0)  # (N,) cosine
         else:
-            sims = [rouge_score(p, r, "mean" if metric == "rouge_mean" else "rougeL") for p, r in zip(preds, refs)]
+            variant = "mean" if open_ended_metric == "rouge_mean" else "rougeL"
+            sims = [rouge_score(p, r, variant) for p, r in zip(preds, refs)]
         for i, s in zip(pending["open_ended"], sims):
             out[i]["score"] = float(s)
     if pending["caption"]:
@@ -115,9 +117,9 @@ def _judge_pending(out: list, pending: dict, solutions: Sequence[Any], problems:
             if dq is None:
                 rec["score"] = None
                 continue
-            kw = keyword_score(rec["answer"]) if keywords else 0.0
+            kw = keyword_score(rec["answer"]) if caption_keywords else 0.0
             rec.update(recall=dq["recall"], precision=dq["precision"], f1=dq["f1"], keywords=kw)
-            rec["score"] = dq["recall"] + alpha * dq["precision"] + kw  # paper §4: R + 0.5 P + keywords
+            rec["score"] = dq["recall"] + caption_alpha * dq["precision"] + kw  # paper §4: R + 0.5 P + keywords
 
 
 def _events(value: Any) -> list[str] | None:
@@ -158,6 +160,9 @@ def gate(fmt: float, score: float | None, mode: str = "multiply") -> float | Non
     return {"multiply": fmt * score, "add": fmt + score, "none": score}[mode]
 
 
+_combine = gate  # for the functions below whose `gate` argument is the setting (the mode), not this function
+
+
 def _batch(completions: Sequence[Any], kwargs: dict) -> tuple[list[str], list, list, list, list]:
     texts = texts_of(completions)
     n = len(texts)
@@ -171,13 +176,13 @@ def _sources(kwargs: dict, n: int) -> list | None:
     return values if any(v is not None for v in values) else None
 
 
-def accuracy_reward(completions: Sequence[Any], gate_mode: str = "multiply", judge: Any = None, strict: bool = True,
-                    open_ended_metric: str = "rouge_mean", caption_alpha: float = 0.5, keywords: bool = True,
+def accuracy_reward(completions: Sequence[Any], gate: str = "multiply", judge: Any = None, strict_format: bool = True,
+                    open_ended_metric: str = "rouge_mean", caption_alpha: float = 0.5, caption_keywords: bool = True,
                     **kwargs: Any) -> list[float | None]:
     """The paper's single reward (§4): format x task score, the task routed by `problem_type` (mcq letter 0/1,
     dark_event judge 0/1/2, mixvid judge 0/1, open_ended ROUGE/judge, caption R + 0.5 P + keywords).
 
-    vvkit differs: `gate_mode="add"` gives Video-R1's format + accuracy; the open_ended task (absent from the paper)
+    vvkit differs: `gate="add"` gives Video-R1's format + accuracy; the open_ended task (absent from the paper)
     uses Video-R1's mean ROUGE-1/2/L by default.
 
     >>> accuracy_reward(["<think>blue</think><answer>B</answer>", "B"], solution=["B", "B"],
@@ -185,10 +190,11 @@ def accuracy_reward(completions: Sequence[Any], gate_mode: str = "multiply", jud
     [1.0, 0.0]
     """
     texts, sols, types, opts, probs = _batch(completions, kwargs)
-    recs = score_batch(texts, sols, types, opts, probs, judge, strict=strict, open_ended_metric=open_ended_metric,
-                       caption_alpha=caption_alpha, keywords=keywords, skip_malformed=gate_mode == "multiply",
+    recs = score_batch(texts, sols, types, opts, probs, judge, strict_format=strict_format,
+                       open_ended_metric=open_ended_metric, caption_alpha=caption_alpha,
+                       caption_keywords=caption_keywords, skip_malformed=gate == "multiply",
                        sources=_sources(kwargs, len(texts)))
-    return [gate(r["format"], r["score"], gate_mode) for r in recs]
+    return [_combine(r["format"], r["score"], gate) for r in recs]
 
 
 def _task_reward(task: str, completions: Sequence[Any], kwargs: dict, **settings: Any) -> list[float | None]:
@@ -198,7 +204,7 @@ def _task_reward(task: str, completions: Sequence[Any], kwargs: dict, **settings
     return [None if r is None else r["score"] for r in recs]
 
 
-def dark_event_reward(completions: Sequence[Any], judge: Any = None, strict: bool = True,
+def dark_event_reward(completions: Sequence[Any], judge: Any = None, strict_format: bool = True,
                       **kwargs: Any) -> list[float | None]:
     """Judge grade 0/1/2 of the answer against the hidden event on dark_event rows, ungated (paper §1; the
     authors' judge reply is read by looking for "2" or "1" anywhere, ours must end with `SCORE: n`).
@@ -207,10 +213,10 @@ def dark_event_reward(completions: Sequence[Any], judge: Any = None, strict: boo
     ...                   solution=["The red square moves left."], problem_type=["dark_event"])
     [2.0]
     """
-    return _task_reward("dark_event", completions, kwargs, judge=judge, strict=strict)
+    return _task_reward("dark_event", completions, kwargs, judge=judge, strict_format=strict_format)
 
 
-def mixvid_reward(completions: Sequence[Any], judge: Any = None, strict: bool = True,
+def mixvid_reward(completions: Sequence[Any], judge: Any = None, strict_format: bool = True,
                   **kwargs: Any) -> list[float | None]:
     """Judge verdict 1/0 on mixvid rows, ungated (paper §2; ours parses a fixed `SCORE: 1|0` line, not "True"
     anywhere in the reply).
@@ -219,22 +225,23 @@ def mixvid_reward(completions: Sequence[Any], judge: Any = None, strict: bool = 
     ...               solution=["left", "left"], problem_type=["mixvid", "mixvid"])
     [1.0, 0.0]
     """
-    return _task_reward("mixvid", completions, kwargs, judge=judge, strict=strict)
+    return _task_reward("mixvid", completions, kwargs, judge=judge, strict_format=strict_format)
 
 
-def open_ended_reward(completions: Sequence[Any], metric: str = "rouge_mean", judge: Any = None, strict: bool = True,
-                      **kwargs: Any) -> list[float | None]:
+def open_ended_reward(completions: Sequence[Any], open_ended_metric: str = "rouge_mean", judge: Any = None,
+                      strict_format: bool = True, **kwargs: Any) -> list[float | None]:
     """Free-form answer score in [0, 1] on open_ended rows: Video-R1's mean ROUGE-1/2/L, ROUGE-L, embedding cosine,
     or the judge's true/false (the paper has no such task; its free-form MixVidQA uses the judge).
 
     >>> open_ended_reward(["<think>x</think><answer>red</answer>"], solution=["red"], problem_type=["open_ended"])
     [1.0]
     """
-    return _task_reward("open_ended", completions, kwargs, judge=judge, strict=strict, open_ended_metric=metric)
+    return _task_reward("open_ended", completions, kwargs, judge=judge, strict_format=strict_format,
+                        open_ended_metric=open_ended_metric)
 
 
-def caption_reward(completions: Sequence[Any], judge: Any = None, strict: bool = True, caption_alpha: float = 0.5,
-                   keywords: bool = True, **kwargs: Any) -> list[float | None]:
+def caption_reward(completions: Sequence[Any], judge: Any = None, strict_format: bool = True,
+                   caption_alpha: float = 0.5, caption_keywords: bool = True, **kwargs: Any) -> list[float | None]:
     """AutoDQ recall + alpha x precision + keyword term on caption rows, ungated (paper §4, DREAM-1K; range
     [-0.2 x len(HEDGE_PHRASES), 1.9]; keywords matched as whole words, unlike the authors' substrings).
 
@@ -242,26 +249,29 @@ def caption_reward(completions: Sequence[Any], judge: Any = None, strict: bool =
     >>> caption_reward(["<think>x</think><answer>" + ref + "</answer>"], solution=[ref], problem_type=["caption"])
     [1.9]
     """
-    return _task_reward("caption", completions, kwargs, judge=judge, strict=strict, caption_alpha=caption_alpha,
-                        keywords=keywords)
+    return _task_reward("caption", completions, kwargs, judge=judge, strict_format=strict_format,
+                        caption_alpha=caption_alpha, caption_keywords=caption_keywords)
 
 
-def length_reward(completions: Sequence[Any], l_min: int = 320, l_max: int = 512, bonus: float = 0.2,
-                  min_correct: int = 2, correct_threshold: float = 0.1, judge: Any = None, strict: bool = True,
-                  completion_ids: Sequence[Sequence[int]] | None = None, **kwargs: Any) -> list[float | None]:
-    """`bonus` for a correct completion whose length lies in [l_min, l_max], when at least `min_correct` completions
-    of its group (same `problem` and `solution`) are correct (Video-R1 length control: +0.2 for 320-512 tokens).
+def length_reward(completions: Sequence[Any], length_min: int = 320, length_max: int = 512, length_bonus: float = 0.2,
+                  length_min_correct: int = 2, correct_threshold: float = 0.1, judge: Any = None,
+                  strict_format: bool = True, completion_ids: Sequence[Sequence[int]] | None = None,
+                  **kwargs: Any) -> list[float | None]:
+    """`length_bonus` for a correct completion whose length lies in [length_min, length_max], when at least
+    `length_min_correct` completions of its group (same `problem` and `solution`) are correct (Video-R1 length
+    control: +0.2 for 320-512 tokens).
 
     Correct = gated normalized task score > `correct_threshold` (Video-R1: accuracy > 0.1). Length counts tokens
     from `completion_ids` (TRL passes them), else whitespace words. Video-R1 adds the bonus inside its accuracy
     reward and counts the per-device batch (one prompt) as the group; vvkit keeps it a separate reward.
 
     >>> done = "<think>" + "look " * 5 + "</think><answer>B</answer>"
-    >>> length_reward([done, done], l_min=5, l_max=10, solution=["B", "B"], problem_type=["mcq", "mcq"], options=[None, None])
+    >>> length_reward([done, done], length_min=5, length_max=10, solution=["B", "B"], problem_type=["mcq", "mcq"],
+    ...               options=[None, None])
     [0.2, 0.2]
     """
     texts, sols, types, opts, probs = _batch(completions, kwargs)
-    recs = score_batch(texts, sols, types, opts, probs, judge, strict=strict, skip_malformed=True,
+    recs = score_batch(texts, sols, types, opts, probs, judge, strict_format=strict_format, skip_malformed=True,
                        sources=_sources(kwargs, len(texts)))
     correct = [r["format"] > 0 and (normalized(r) or 0.0) > correct_threshold for r in recs]
     lengths = [len(ids) for ids in completion_ids] if completion_ids is not None else [len(t.split()) for t in texts]
@@ -269,7 +279,7 @@ def length_reward(completions: Sequence[Any], l_min: int = 320, l_max: int = 512
     for key, ok in zip(zip(probs, map(str, sols)), correct):
         groups[key] = groups.get(key, 0) + int(ok)
     return [
-        bonus if ok and groups[key] >= min_correct and l_min <= n <= l_max else 0.0
+        length_bonus if ok and groups[key] >= length_min_correct and length_min <= n <= length_max else 0.0
         for key, ok, n in zip(zip(probs, map(str, sols)), correct, lengths)
     ]
 
@@ -278,11 +288,12 @@ def score_rows(texts: Sequence[Any], rows: Sequence[Any], judge: Any = None, **s
     """Evaluation's scoring of completions against their rows (`Row` objects or row dicts): `reading="any"` unless
     given, so answers outside <answer> tags count (base models; lmms-eval and VLMEvalKit read them too), each row's
     `source` passed to the judge and `meta["events"]` (DREAM-1K's annotated events) to AutoDQ. Adds the paper's
-    gated `reward` (`gate_mode`, default multiply) to each record."""
+    gated `reward` (`gate`, default multiply) to each record; the other settings are `score_batch`'s (the
+    `rewards` settings of the same names)."""
     gets = [r.get if isinstance(r, dict) else (lambda k, d=None, r=r: getattr(r, k, d)) for r in rows]
     if len(gets) != len(texts):
         raise ValueError(f"{len(texts)} completions for {len(rows)} rows; pass one row per completion")
-    gate_mode = settings.pop("gate_mode", "multiply")
+    mode = settings.pop("gate", "multiply")
     settings.setdefault("reading", "any")
     metas = [g("meta") or {} for g in gets]
     recs = score_batch(texts_of(texts), [g("solution") for g in gets],
@@ -290,7 +301,7 @@ def score_rows(texts: Sequence[Any], rows: Sequence[Any], judge: Any = None, **s
                        [g("options") for g in gets], [g("problem") for g in gets], judge,
                        sources=[g("source") for g in gets], ref_events=[m.get("events") for m in metas], **settings)
     for rec in recs:
-        rec["reward"] = gate(rec["format"], rec["score"], gate_mode)
+        rec["reward"] = gate(rec["format"], rec["score"], mode)
     return recs
 
 
