@@ -137,6 +137,7 @@ def main() -> None:
             if arm == "start":
                 # the start policy is the same for every seed; its held-out scores are computed once
                 if start_cache is None:
+                    shutil.rmtree(root / "instruct_eval", ignore_errors=True)  # a fresh measurement, never resumed
                     start_cache = S.task_scores(str(instruct), test, ecfg, CONDITIONS, root / "instruct_eval", judge)
                 tasks, train_s = start_cache, timings["instruct_s"]
             else:
