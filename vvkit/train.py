@@ -11,6 +11,7 @@ refused with a message (HF `generate` batches all G completions of a prompt in o
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
 import sys
 from pathlib import Path
@@ -39,8 +40,31 @@ def process_state(cfg: TrainConfig) -> Any:
     `ddp_timeout`) must run first; `cfg.world_size` triggers it."""
     from accelerate import PartialState
 
-    _ = cfg.world_size
+    if cfg.world_size > 1 and uses_deepspeed(cfg):
+        import deepspeed
+        import torch.distributed as dist
+
+        # DeepSpeed's own communicator must know the process group before ZeRO-3 partitions a model at load time
+        # (accelerate sets it up for GPUs; with gloo on CPU it would count one process and refuse the batch sizes)
+        deepspeed.init_distributed(dist_backend=dist.get_backend() if dist.is_initialized() else None)
     return PartialState()
+
+
+@contextlib.contextmanager
+def whole_model_init() -> Any:
+    """Build a model whole, outside DeepSpeed ZeRO-3's partitioned init: transformers enters `zero.Init` for every
+    model it creates while a ZeRO-3 config is live, which a build on one process (the tiny policy, written by the
+    main process while the others wait) must not do."""
+    from transformers.integrations import deepspeed as hf_ds
+
+    ref = hf_ds._hf_deepspeed_config_weak_ref
+    live = ref() if ref is not None else None
+    hf_ds.unset_hf_deepspeed_config()
+    try:
+        yield
+    finally:
+        if live is not None:
+            hf_ds.set_hf_deepspeed_config(live)
 
 
 def resolve_policy(cfg: TrainConfig) -> Path:
@@ -50,7 +74,7 @@ def resolve_policy(cfg: TrainConfig) -> Path:
         return Path(cfg.policy)
     from vvkit.model import build_tiny_policy
 
-    with process_state(cfg).main_process_first():
+    with process_state(cfg).main_process_first(), whole_model_init():
         return build_tiny_policy(RunDir(cfg.run_dir).tiny_policy, seed=cfg.seed)
 
 
