@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import cProfile
+import json
 import os
 import platform
 import pstats
@@ -104,6 +105,38 @@ def check(runs: list[dict]) -> dict:
     return out
 
 
+def fmt(task: str, v: dict) -> str:
+    """One cell: the score with the real video and, in brackets, with a blank one."""
+    if task in ("mixvid", "mcq", "open_ended"):
+        return f"{100 * v['score']:.0f}% ({100 * v['blank']:.0f}%)"
+    return f"{v['score']:.3f} ({v['blank']:.3f})"
+
+
+def markdown(result: dict) -> str:
+    """The per-seed table and the over-seeds summary of a results file, as docs/results.md shows them."""
+    lines = ["| seed | arm | " + " | ".join(NAMES[t] for t in S.TASKS) + " | train s |",
+             "|---|---|" + "---|" * len(S.TASKS) + "---|"]
+    seen_start = False
+    for r in result["runs"]:
+        if r["arm"] == "start":
+            if seen_start:
+                continue
+            seen_start = True
+        seed = "all" if r["arm"] == "start" else r["seed"]
+        lines.append(f"| {seed} | {r['arm']} | " + " | ".join(fmt(t, r["tasks"][t]) for t in S.TASKS)
+                     + f" | {r['train_seconds']:.0f} |")
+    table = S.seed_table(result["runs"]).round(3).reset_index()
+    lines += ["", "| task | arm | seeds | mean | sd | min | max | blank | change from start |", "|---" * 9 + "|"]
+    for row in table.itertuples(index=False):
+        lines.append(f"| {NAMES[row.task]} | {row.arm} | {row.seeds} | {row.mean:.3f} | {row.sd:.3f} | {row.min:.3f} | "
+                     f"{row.max:.3f} | {row.blank:.3f} | {row.change:+.3f} |")
+    return "\n".join(lines)
+
+
+NAMES = {"dark_event": "DarkEventInfer", "mixvid": "MixVidQA", "mcq": "MCQ", "open_ended": "open-ended",
+         "caption": "caption F1"}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--params", default=str(HERE.parent / "params" / "default.yaml"), help="the study's params file")
@@ -115,7 +148,11 @@ def main() -> None:
     ap.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
                     help="grpo_training keys over the params file, e.g. max_steps=40 learning_rate=4e-4")
     ap.add_argument("--profile-steps", type=int, default=6, help="cProfile this many GRPO steps (0 = skip)")
+    ap.add_argument("--markdown", action="store_true", help="print the tables of --out and exit")
     args = ap.parse_args()
+    if args.markdown:
+        print(markdown(json.loads(Path(args.out).read_text())))
+        return
     torch.set_num_threads(args.threads)
     t_start, load_start = time.perf_counter(), load()
     params, root = read_params(args.params), Path(args.root)
