@@ -28,7 +28,7 @@ from vvkit.synth.mixvid import (CUES, ClipQA, MixVidSettings, cut_clip, make_cli
 from vvkit.synth.toyrender import render
 from vvkit.synth.toyworld import DIFFICULTIES, ToyVideo, dense_caption, generate
 
-SYNTH_VERSION = "2"  # bump when generation changes in a way the config does not show
+SYNTH_VERSION = "3"  # bump when generation changes in a way the config does not show
 NOT_HASHED = ("run_dir", "policy")  # settings that do not change the data (frames do: DarkEventInfer visibility)
 SPLIT_MODES = ("auto", "official", "random")
 
@@ -106,7 +106,7 @@ def _toy_sources(cfg: Any, out: Path) -> tuple[list[AnnotatedVideo], dict[str, T
                        _get(cfg, "min_duration"), _get(cfg, "max_duration"), _get(cfg, "texture"))
         vid, path = f"toy_{i:05d}", vdir / f"toy_{i:05d}.mp4"
         if not (reuse and path.exists()):
-            write_video(render(toy), path, toy.fps)
+            write_video(render(toy), path, toy.fps, crf=0)  # lossless: a rebuild decodes to the same pixels
         videos.append(toy.to_annotated(str(path.resolve()), vid))
         toys[vid] = toy
     return videos, toys
