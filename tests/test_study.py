@@ -175,3 +175,14 @@ def test_seed_table_gives_mean_spread_and_change_from_the_start():
     assert (g["min"], g["max"]) == (0.4, 0.6) and g["blank"] == pytest.approx(0.2)
     assert g["change"] == pytest.approx(0.3)
     assert table.loc[("dark_event", "start")]["change"] == 0.0
+
+
+def test_instruct_key_follows_the_videos_content_not_their_folder(tmp_path):
+    cfg = S.arm_config(_params(tmp_path), "grpo", 0, tmp_path / "a", tmp_path)
+    keys = []
+    for folder, payload in (("one", b"x" * 10), ("two", b"x" * 10), ("three", b"x" * 11)):
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / "v0.mp4").write_bytes(payload)
+        keys.append(S.instruct_key(cfg, [Row(id="r0", video=str(tmp_path / folder / "v0.mp4"), problem="q",
+                                             solution="red", problem_type="mcq")]))
+    assert keys[0] == keys[1] != keys[2]

@@ -66,13 +66,21 @@ def instruct_stages(total: int, stage: int) -> list[int]:
     return [k] * (int(total) // k) + ([int(total) % k] if int(total) % k else [])
 
 
+def _portable(row: Row) -> dict:
+    """A row as its content: each video by file name and size, not by folder, so the same data built in another run
+    folder (toy videos are byte-identical between builds) finds the same cached policy."""
+    d = dataclasses.asdict(row)
+    d["video"] = [[Path(p).name, Path(p).stat().st_size if Path(p).exists() else None] for p in row.paths]
+    return d
+
+
 def instruct_key(cfg: Any, rows: Sequence[Row], steps: int | None = None) -> str:
     """Hash of what shapes the instruct policy after `steps` supervised steps (default: all of them): its rows, the
     frame policy, the SFT settings, the instruct seed, the base policy and the code versions. Not `cfg.seed`."""
     from vvkit.prompts import PROMPT_VERSION
     from vvkit.synth.build import SYNTH_VERSION
 
-    d = {"rows": hashlib.sha256("\n".join(json.dumps(dataclasses.asdict(r), sort_keys=True, default=str)
+    d = {"rows": hashlib.sha256("\n".join(json.dumps(_portable(r), sort_keys=True, default=str)
                                           for r in rows).encode()).hexdigest(),
          "steps": cfg.instruct_steps if steps is None else steps, "stage_steps": cfg.instruct_stage_steps,
          "frames": cfg.frames, "lr": cfg.sft_lr, "batch": cfg.sft_batch_size, "answer": cfg.sft_answer, "reasoning": cfg.sft_reasoning,
