@@ -203,7 +203,7 @@ def main() -> None:
         "targets": {"dark_event_lift": DEI_LIFT, "mixvid_lift": MIX_LIFT, "max_drop": MAX_DROP,
                     "dark_event_max_drop": DEI_MAX_DROP, "blank_margin": BLANK_MARGIN},
         "checks": check(runs),
-        "params": args.params, "grpo_training_overrides": args.set, "conditions": list(CONDITIONS),
+        "params": os.path.relpath(args.params, HERE.parent), "grpo_training_overrides": args.set, "conditions": list(CONDITIONS),
         "timings_s": timings,
         "grpo_step_profile": profile,
         "machine": {"cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(),
