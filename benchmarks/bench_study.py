@@ -58,6 +58,12 @@ BUCKETS = (
 )
 
 
+def timed(fn, *args, **kw):
+    """(fn(*args, **kw), seconds)."""
+    t0 = time.perf_counter()
+    return fn(*args, **kw), time.perf_counter() - t0
+
+
 def load() -> list[float]:
     return [round(x, 2) for x in os.getloadavg()]
 
@@ -158,11 +164,11 @@ def main() -> None:
     params, root = read_params(args.params), Path(args.root)
     params.setdefault("grpo_training", {}).update(parse_overrides(args.set))
     timings: dict = {}
-    data, timings["data_s"] = S.timed(S.build_data, params, root)
+    data, timings["data_s"] = timed(S.build_data, params, root)
     ecfg = stage_config(params, "analysis", run_dir=root, overrides={"progress": False})
     test = S.heldout_rows(load_rows(data / "test.jsonl"), ecfg.rows_per_task)
     base = S.arm_config(params, "grpo", args.seeds[0], root / "instruct_run", data)
-    instruct, timings["instruct_s"] = S.timed(start_policy, base)
+    instruct, timings["instruct_s"] = timed(start_policy, base)
     profile = profile_grpo(params, root, data, args.profile_steps) if args.profile_steps > 0 else None
     judge = make_judge(**ecfg.reward_config().settings(str(root)))
 
@@ -181,7 +187,7 @@ def main() -> None:
                 out = root / f"seed{seed}" / arm
                 shutil.rmtree(out, ignore_errors=True)
                 cfg = S.arm_config(params, arm, seed, out, data)
-                policy, train_s = S.timed(S.run_arm, cfg, arm)
+                policy, train_s = timed(S.run_arm, cfg, arm)
                 tasks = S.task_scores(str(policy), test, ecfg, CONDITIONS, out / "eval", judge)
             rec = {"seed": seed, "arm": arm, "tasks": tasks, "train_seconds": round(train_s, 1),
                    "seconds": round(time.perf_counter() - t0, 1), "load": load()}

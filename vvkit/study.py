@@ -267,12 +267,6 @@ def task_scores(policy: Any, rows: Sequence[Row], ecfg: Any, conditions: Sequenc
     return out
 
 
-def timed(fn: Any, *args: Any, **kw: Any) -> tuple[Any, float]:
-    """(fn(*args, **kw), seconds)."""
-    t0 = time.perf_counter()
-    return fn(*args, **kw), time.perf_counter() - t0
-
-
 # ---- over seeds -----------------------------------------------------------------------------------------------------
 def seed_table(runs: Sequence[dict]) -> Any:
     """Per task and arm over the seeds of benchmark records ({"seed", "arm", "tasks": {task: {"score", "blank"}}}):

@@ -149,7 +149,7 @@ def weight_dtypes(cfg: TrainConfig) -> tuple[torch.dtype, torch.dtype]:
     under bf16 autocast, because Adam updates of ~lr x weight fall below bf16's resolution at lr ~1e-6. The frozen
     reference model is bf16 in every bf16 run."""
     bf16 = bool(cfg.bf16)
-    policy = torch.bfloat16 if weights_in_bf16(bf16, _uses_deepspeed(cfg), bool(cfg.lora)) else torch.float32
+    policy = torch.bfloat16 if weights_in_bf16(bf16, uses_deepspeed(cfg), bool(cfg.lora)) else torch.float32
     return policy, torch.bfloat16 if bf16 else torch.float32
 
 
@@ -185,10 +185,6 @@ def freeze_vision(model: Any) -> int:
     for p in visual.parameters():
         p.requires_grad_(False)
     return sum(p.numel() for p in visual.parameters())
-
-
-def _uses_deepspeed(cfg: TrainConfig) -> bool:
-    return uses_deepspeed(cfg)
 
 
 def train(cfg: TrainConfig, callbacks: list | None = None, eval_fn: Callable | None = None,
