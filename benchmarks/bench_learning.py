@@ -32,7 +32,7 @@ from typing import Any
 import torch
 
 from vvkit.config import SynthConfig
-from vvkit.train_config import TrainConfig
+from vvkit.grpo_config import TrainConfig
 from vvkit.evaluate import EvalConfig, evaluate
 from vvkit.rewards import make_judge
 from vvkit.io import atomic_write_json

@@ -19,7 +19,7 @@ def varied_reward(completions, **kwargs):
 
 
 def config(root: Path, name: str, **kw):
-    from vvkit.train_config import TrainConfig
+    from vvkit.grpo_config import TrainConfig
 
     base = dict(run_dir=str(root / "run"), output_dir=str(root / name), frames=FRAMES, policy=None,
                 train_data=str(root / "data" / "train.jsonl"), num_generations=2, per_device_train_batch_size=2,
@@ -33,7 +33,7 @@ def install_recorder(records: list) -> None:
     """Wrap VideoGRPOTrainer._compute_loss: per call, the rows (identified by their prompt ids), advantages and a
     per-row check that pixels, grid and seconds-per-grid equal the row's own encoding."""
     from vvkit.rollout import encode_row
-    from vvkit.trainer import VideoGRPOTrainer
+    from vvkit.grpo_trainer import VideoGRPOTrainer
 
     inner = VideoGRPOTrainer._compute_loss
 

@@ -88,7 +88,7 @@ def test_global_batches_and_groups_match_one_process(two_processes, tmp_path):
 
     # one process, the same global batch (2 prompts x G = 2 per step), the same policy and rows
     root = two_processes[0]
-    from vvkit.trainer import VideoGRPOTrainer
+    from vvkit.grpo_trainer import VideoGRPOTrainer
 
     original, records = VideoGRPOTrainer._compute_loss, []
     dist_smoke.install_recorder(records)
@@ -104,7 +104,7 @@ def test_global_batches_and_groups_match_one_process(two_processes, tmp_path):
 
 
 def test_mid_epoch_resume_continues_the_same_order(two_processes):
-    from vvkit.trainer import EpochRepeatSampler
+    from vvkit.grpo_trainer import EpochRepeatSampler
 
     root, rec, _ = two_processes
     # epoch 0 and epoch 1 draw other orders, so replaying epoch 0 would show (the test can fail)

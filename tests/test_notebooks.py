@@ -7,7 +7,8 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from vvkit.run import find_notebooks, read_metrics, run_study
+from vvkit.rundir import read_metrics
+from vvkit.run import find_notebooks, run_study
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = find_notebooks(ROOT / "notebooks")
@@ -81,7 +82,8 @@ def test_a_mistyped_notebook_knob_is_an_error_naming_it():
 
 
 def test_a_finished_run_opens_with_its_own_settings(tmp_path):
-    from vvkit.run import RunDir, notebook_config
+    from vvkit.rundir import RunDir
+    from vvkit.run import notebook_config
 
     run = RunDir(tmp_path / "run")
     run.root.mkdir()

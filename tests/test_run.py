@@ -7,7 +7,8 @@ import pytest
 import yaml
 
 from vvkit.config import ConfigError, load_params
-from vvkit.run import NotebookFailed, find_notebooks, read_metrics, run_study, run_summary
+from vvkit.rundir import read_metrics
+from vvkit.run import NotebookFailed, find_notebooks, run_study, run_summary
 
 
 def _notebook(path: Path, body: str) -> None:
@@ -24,12 +25,12 @@ def _notebook(path: Path, body: str) -> None:
 def study(tmp_path):
     nbs = tmp_path / "notebooks"
     nbs.mkdir()
-    _notebook(nbs / "01_first.ipynb", "from vvkit.config import read_params\nfrom vvkit.run import record_metrics\n"
+    _notebook(nbs / "01_first.ipynb", "from vvkit.config import read_params\nfrom vvkit.rundir import record_metrics\n"
               "p = read_params(params_file)\n"
               "record_metrics(run_dir, '01_first', {'seed': p['run']['seed'], 'fps': p['frames'].get('fps')})")
     _notebook(nbs / "02_second.ipynb", "import json, pathlib\n"
               "m = json.loads((pathlib.Path(run_dir) / 'metrics' / '01_first.json').read_text())\n"
-              "from vvkit.run import record_metrics\nrecord_metrics(run_dir, '02_second', {'got': m['seed'] + 1})")
+              "from vvkit.rundir import record_metrics\nrecord_metrics(run_dir, '02_second', {'got': m['seed'] + 1})")
     (nbs / "notes.ipynb").write_text("{}")  # not numbered: ignored
     params = tmp_path / "p.yaml"
     params.write_text(yaml.safe_dump({"run": {"name": "t", "seed": 7}, "frames": {"fps": 1.0}}))

@@ -1,4 +1,4 @@
-"""vvkit.train / vvkit.trainer on a micro Qwen2.5-VL (0.2M params), 4-frame 56x56 videos, 2-3 GRPO steps: the loss
+"""vvkit.train / vvkit.grpo_trainer on a micro Qwen2.5-VL (0.2M params), 4-frame 56x56 videos, 2-3 GRPO steps: the loss
 sees the video (log-probs equal a direct video forward, not a no-video one), the right weights move (full, LoRA,
 frozen vision), vision placeholders are never sampled, mixed tasks batch, resume continues, beta > 0, T-GRPO and the
 difficulty filter do what they say, the SFT warm start learns, configs are strict, the memory estimate adds up."""
@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from vvkit.config import ConfigError
-from vvkit.train_config import TrainConfig
+from vvkit.grpo_config import TrainConfig
 from vvkit.model import build_tiny_policy, load_policy
 from vvkit.schema import Row, save_rows
 from vvkit.video import write_video
@@ -69,7 +69,7 @@ def make_cfg(world, name, **kw):
 
 def make_trainer(world, cfg, rewards=(varied_reward,), rows=None, model=None):
     from vvkit.train import grpo_dataset, lora_config
-    from vvkit.trainer import VideoGRPOTrainer
+    from vvkit.grpo_trainer import VideoGRPOTrainer
 
     if model is None:
         model, processor = load_policy(world["policy"])

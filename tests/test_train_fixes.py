@@ -1,4 +1,4 @@
-"""The multi-process and precision fixes of vvkit.train / vvkit.trainer on the micro policy world of test_train.py:
+"""The multi-process and precision fixes of vvkit.train / vvkit.grpo_trainer on the micro policy world of test_train.py:
 T-GRPO under `gate: add` and on evaluation batches, the log-prob pass without its video batch, the LoRA merge a
 DeepSpeed run needs, PolicyEval on the main process only, weight dtypes and the memory budget that follows them,
 flash-attention checks, the difficulty filter's caption rule and its reuse (two processes: test_distributed.py)."""
@@ -12,7 +12,7 @@ from test_train import FRAMES, make_cfg, make_trainer, one_thread, varied_reward
 from vvkit.config import ConfigError
 from vvkit.model import load_policy
 from vvkit.schema import Row
-from vvkit.train_config import TrainConfig
+from vvkit.grpo_config import TrainConfig
 
 
 class GatedAdd:

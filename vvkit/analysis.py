@@ -2,7 +2,7 @@
 viewer and `report.md` (cleanrl's docs pair every run with its curves and a table of the numbers measured).
 
 Inputs are the files the other stages write: `train/<stage>/metrics.jsonl` and `completions.jsonl`
-(vvkit.callbacks / vvkit.trainer: TRL's GRPO metrics plus `reward/<task>`, `format_rate[/<task>]`),
+(vvkit.callbacks / vvkit.grpo_trainer: TRL's GRPO metrics plus `reward/<task>`, `format_rate[/<task>]`),
 `eval/<policy>/<condition>/results.json` (vvkit.evaluate) and `metrics/NN_name.json` (vvkit.run.record_metrics).
 """
 from __future__ import annotations
@@ -62,7 +62,7 @@ def training_frame(records: Sequence[dict]) -> pd.DataFrame:
 def load_run(run_dir: str | os.PathLike) -> RunLogs:
     """Training logs of every stage under train/, evaluation results under eval/, recorded metrics."""
     from vvkit.io import read_jsonl
-    from vvkit.run import read_metrics
+    from vvkit.rundir import read_metrics
 
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
@@ -460,7 +460,7 @@ def show_completions(records: Sequence[dict], out_path: str | os.PathLike, n: in
     """Write the first `n` prompts (each with all its completions) as HTML to `out_path`; in a live notebook also
     open a viewer (ipywidgets) under its title that browses every prompt, filtered by task, one group at a time."""
     from vvkit.io import atomic_write_text
-    from vvkit.run import is_interactive
+    from vvkit.rundir import is_interactive
 
     records = list(records)
     groups = completion_groups(records)

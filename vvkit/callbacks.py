@@ -114,7 +114,7 @@ class LivePlot(TrainerCallback):
     KEYS = (("reward", "reward"), ("completions/mean_length", "completion length"))
 
     def __init__(self, png_path: str | Path, interactive: bool | None = None, every: int = 1):
-        from vvkit.run import is_interactive
+        from vvkit.rundir import is_interactive
 
         self.png_path = Path(png_path)
         self.interactive = is_interactive() if interactive is None else interactive

@@ -5,7 +5,7 @@ A params file has one section per numbered notebook (`data_synthesis`, `reward_d
 and `rewards` (the reward set, the format gate and the judge: training and evaluation score the same way). A
 preset overrides defaults; notebooks receive the resolved sections (`stage_config`). Unknown keys and wrong types
 are errors that name the file, the section and the key, as nanoGPT's configurator does, but with dataclasses.
-`TrainConfig` (a `trl.GRPOConfig`) lives in `vvkit.train_config` so that this module imports no TRL.
+`TrainConfig` (a `trl.GRPOConfig`) lives in `vvkit.grpo_config` so that this module imports no TRL.
 """
 from __future__ import annotations
 
@@ -200,7 +200,7 @@ class RewardConfig:
         `run_dir`, the judge cache defaults to the run's `rewards/judge_cache.sqlite`."""
         d = {k: v for k, v in dataclasses.asdict(self).items() if k not in ("reward_funcs", "reward_weights")}
         if d["judge_cache"] is None and run_dir:
-            from vvkit.run import RunDir
+            from vvkit.rundir import RunDir
 
             d["judge_cache"] = str(RunDir(run_dir).judge_cache)
         return d
@@ -286,7 +286,7 @@ class AnalysisConfig(SharedConfig, EvalConfig):
 SECTION_CONFIGS: dict[str, str] = {
     "data_synthesis": "vvkit.config:SynthConfig",
     "reward_design": "vvkit.config:RewardDesignConfig",
-    "grpo_training": "vvkit.train_config:TrainConfig",
+    "grpo_training": "vvkit.grpo_config:TrainConfig",
     "analysis": "vvkit.config:AnalysisConfig",
 }
 

@@ -299,7 +299,7 @@ def load_result(folder: str | os.PathLike) -> EvalResult:
 
 def policy_dir(run_dir: str | os.PathLike, name: str, policy: str | None = None) -> Path:
     """Where a named policy of a run lives (`vvkit.run.RunDir.policy`)."""
-    from vvkit.run import RunDir
+    from vvkit.rundir import RunDir
 
     return RunDir(run_dir).policy(name, policy)
 

@@ -12,9 +12,9 @@ import torch
 from vvkit.callbacks import MetricsLogger, ProgressLines
 from vvkit.io import atomic_write_json
 from vvkit.rollout import PromptCache, special_ids, token_types, video_inputs, video_lists
-from vvkit.run import RunDir
+from vvkit.rundir import RunDir
 from vvkit.schema import Row, from_record, option_letter, option_text
-from vvkit.train_config import SFT_ANSWERS, TrainConfig
+from vvkit.grpo_config import SFT_ANSWERS, TrainConfig
 from vvkit.video import FramePolicy
 
 

@@ -91,7 +91,7 @@ def instruct_key(cfg: Any, rows: Sequence[Row], steps: int | None = None) -> str
 
 def instruct_folder(cfg: Any, key: str) -> Path:
     """`<repo>/<instruct_cache>/<key>` (an absolute `instruct_cache` is taken as it is)."""
-    from vvkit.run import repo_root
+    from vvkit.rundir import repo_root
 
     root = Path(cfg.instruct_cache)
     return (root if root.is_absolute() else repo_root() / root) / key
@@ -99,7 +99,7 @@ def instruct_folder(cfg: Any, key: str) -> Path:
 
 def sft_config(cfg: Any, run_dir: Path, policy: Path, rows_path: Path, steps: int, batch: int, seed: int) -> Any:
     """A TrainConfig for one supervised stage (`vvkit.sft.warm_start`) with `cfg`'s SFT and device settings."""
-    from vvkit.train_config import TrainConfig
+    from vvkit.grpo_config import TrainConfig
 
     return TrainConfig(run_dir=str(run_dir), seed=seed, frames=cfg.frames, policy=str(policy),
                        train_data=str(rows_path), rewards=cfg.rewards, sft_steps=steps, sft_lr=cfg.sft_lr,
@@ -112,7 +112,7 @@ def build_instruct(cfg: Any, train: Sequence[Row]) -> Path:
     continuing from the one before with a new data order (stage i uses seed instruct_seed + i), each cached under
     the key of its first i stages, so a longer schedule reuses a shorter one. Built by one process."""
     from vvkit.model import build_tiny_policy
-    from vvkit.run import RunDir
+    from vvkit.rundir import RunDir
     from vvkit.sft import warm_start
 
     if cfg.instruct_steps <= 0:
@@ -293,7 +293,7 @@ def seed_table(runs: Sequence[dict]) -> Any:
 
 def benchmark_table(path: str | Path | None = None) -> Any:
     """`seed_table` of the study benchmark's results (default `benchmarks/results/study.json`)."""
-    from vvkit.run import repo_root
+    from vvkit.rundir import repo_root
 
     path = Path(path) if path else repo_root() / "benchmarks" / "results" / "study.json"
     if not path.is_file():

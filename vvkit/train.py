@@ -24,11 +24,11 @@ from vvkit.callbacks import ConfigInCheckpoint, LivePlot, MetricsLogger, PolicyE
 from vvkit.config import ConfigError, parse_overrides
 from vvkit.io import atomic_write_json
 from vvkit.prompts import row_to_messages
-from vvkit.run import RunDir
+from vvkit.rundir import RunDir
 from vvkit.sft import warm_start
 from vvkit.schema import Row, load_rows, save_rows, to_dataset
-from vvkit.train_config import TrainConfig, load_train_config
-from vvkit.trainer import VideoGRPOTrainer
+from vvkit.grpo_config import TrainConfig, load_train_config
+from vvkit.grpo_trainer import VideoGRPOTrainer
 
 POLICY_FILES = ("preprocessor_config.json", "video_preprocessor_config.json", "chat_template.jinja")
 

@@ -88,7 +88,7 @@ class TrainConfig(GRPOConfig):
     report_to: Any = _f("tensorboard", "Trainer integrations; TensorBoard logs go to <output_dir>/tensorboard.")
 
     def __post_init__(self) -> None:
-        from vvkit.run import RunDir
+        from vvkit.rundir import RunDir
 
         if self.output_dir is None:
             self.output_dir = str(RunDir(self.run_dir).stage("grpo"))
