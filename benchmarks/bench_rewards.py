@@ -25,7 +25,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import vvkit.rewards as R  # noqa: E402
 from vvkit.io import atomic_write_json  # noqa: E402
-from vvkit.rewards import judges, lexicon, parsing, rule  # noqa: E402
+from vvkit.rewards import embedder, lexicon, parsing, rule  # noqa: E402
 from vvkit.synth.toyworld import COLOURS, DIRECTIONS, dense_caption, vocabulary_sentences  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results" / "rewards.json"
@@ -90,7 +90,7 @@ def clear_caches() -> None:
     for f in (parsing.parse_completion, parsing._extract_choice_cached, parsing._gt_letter, rule.rouge_f,
               rule.keyword_score, rule._tokens, rule._stem, lexicon.facts):
         f.cache_clear()
-    judges._EMBEDDERS.clear()
+    embedder._EMBEDDERS.clear()
 
 
 def time_reward(fn, comps: list[str], cols: dict, batch: int) -> float:
@@ -138,7 +138,7 @@ def main() -> None:
         fn = R.get_reward_funcs([name], **extra)[0]
         comps, cols = data[task]
         clear_caches()
-        judges.get_embedder()._load()  # weights loaded outside the timing; their cache starts empty
+        embedder.get_embedder()._load()  # weights loaded outside the timing; their cache starts empty
         cold = time_reward(fn, comps, cols, args.batch)
         warm = time_reward(fn, comps, cols, args.batch)
         key = f"{name} ({task}{', embeddings only' if extra else ''})"

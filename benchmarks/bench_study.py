@@ -47,7 +47,7 @@ BUCKETS = (
     ("generation", "transformers/generation/utils.py", ("generate",)),
     ("rewards", "", ("_calculate_rewards",)),
     ("judge", "vvkit/rewards/judges.py", ("score_dark_event", "score_mixvid", "autodq")),
-    ("embedder", "vvkit/rewards/judges.py", ("_embed",)),
+    ("embedder", "vvkit/rewards/embedder.py", ("_embed",)),
     ("ref_and_old_logps", "", ("_get_per_token_logps_and_entropies",)),
     ("loss_forward", "", ("compute_loss",)),
     ("backward", "torch/_tensor.py", ("backward",)),

@@ -8,7 +8,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import vvkit.rewards as R
-from vvkit.rewards.judges import OfflineJudge, split_events
+from vvkit.rewards.events import split_events
+from vvkit.rewards.judges import OfflineJudge
 from vvkit.rewards.lexicon import contradicts, covers, facts
 
 OPTS = ["A. red", "B. blue", "C. green", "D. yellow"]

@@ -5,7 +5,9 @@ not one it scores; `get_reward_funcs(names, **settings)` builds them by name. Ju
 embeddings, default) and `HTTPJudge` (any OpenAI-compatible endpoint), with one interface.
 """
 from vvkit.rewards.client import HTTPJudge, JudgeError
-from vvkit.rewards.judges import Embedder, JudgeSpec, OfflineJudge, get_embedder, resolve_judge, split_events
+from vvkit.rewards.embedder import Embedder, get_embedder
+from vvkit.rewards.events import split_events
+from vvkit.rewards.judges import JudgeSpec, OfflineJudge, resolve_judge
 from vvkit.rewards.parsing import (Parsed, completion_text, extract_choice, free_answer, gt_letter, mcq_choice,
                                    parse_completion, solution_text)
 from vvkit.rewards.registry import (

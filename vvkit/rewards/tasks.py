@@ -13,7 +13,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from vvkit.rewards.judges import get_embedder, resolve_judge
+from vvkit.rewards.embedder import get_embedder
+from vvkit.rewards.judges import resolve_judge
 from vvkit.rewards.parsing import extract_choice, free_answer, gt_letter, mcq_choice, parse_completion, solution_text
 from vvkit.rewards.rule import column, keyword_score, mcq_score, rouge_score, task_types, texts_of
 
