@@ -8,10 +8,10 @@ import warnings
 import numpy as np
 import pytest
 
-import vvkit.rewards.tasks as T
+import vvkit.rewards.scorer as S
 from vvkit.benchmarks import (
-    BenchmarkError, BenchmarkMissing, breakdown, breakdown_table, comparison_table, evaluate_benchmarks, headline,
-    load_benchmark,
+    BenchmarkError, BenchmarkMissing, breakdown, breakdown_table, comparison_table, evaluate_benchmarks,
+    headline_score, load_benchmark,
 )
 from vvkit.rewards.client import HTTPJudge
 from vvkit.rewards.judges import OfflineJudge
@@ -26,6 +26,14 @@ def touch(path):
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(b"")
     return path
+
+
+def test_one_reader_per_benchmark_module():
+    import vvkit.benchmarks as B
+
+    assert {fmt: fn.__module__ for fmt, fn in B.LOADERS.items()} == {
+        fmt: f"vvkit.benchmarks.{fmt}" for fmt in ("videomme", "mvbench", "dream1k", "nextqa")}
+    assert not hasattr(B, "headline")  # the benchmark's number is headline_score; vvkit.analysis.headline is another
 
 
 # ---------------------------------------------------------------- Video-MME
@@ -217,7 +225,7 @@ def test_http_autodq_uses_reference_events(monkeypatch):
 def test_score_rows_feeds_events_and_refuses_a_judge_without_them():
     rows = [{"solution": REF, "problem_type": "caption", "problem": "Describe.", "source": "toyworld",
              "meta": {"events": REF_EVENTS}}]
-    (rec,) = T.score_rows([PRED], rows, OfflineJudge())
+    (rec,) = S.score_rows([PRED], rows, {}, OfflineJudge())
     assert rec["recall"] == pytest.approx(2 / 3) and rec["precision"] == 0.5
 
     class OldJudge:
@@ -230,8 +238,8 @@ def test_score_rows_feeds_events_and_refuses_a_judge_without_them():
             return [{"recall": 1.0, "precision": 1.0, "f1": 1.0}] * len(preds)
 
     with pytest.raises(TypeError, match="ref_events"):
-        T.score_rows([PRED], rows, OldJudge())
-    assert T.score_rows([PRED], [{**rows[0], "meta": {}}], OldJudge())[0]["recall"] == 1.0
+        S.score_rows([PRED], rows, {}, OldJudge())
+    assert S.score_rows([PRED], [{**rows[0], "meta": {}}], {}, OldJudge())[0]["recall"] == 1.0
 
 
 def test_offline_judge_warns_once_outside_the_toy_world():
@@ -247,7 +255,7 @@ def test_offline_judge_warns_once_outside_the_toy_world():
     assert judge.foreign_rows == 3  # ... while the count goes on
     rows = [{"solution": REF, "problem_type": "caption", "problem": "Describe.", "source": "dream1k"}]
     with pytest.warns(UserWarning, match="not toy-world rows"):
-        T.score_rows([PRED], rows, OfflineJudge())
+        S.score_rows([PRED], rows, {}, OfflineJudge())
     assert "negation" in OfflineJudge.__doc__
 
 
@@ -316,7 +324,7 @@ def test_breakdowns_from_scripted_answers(clip, tmp_path):
     assert bd["task_type"]["Counting Problem"] == {"n": 2, "accuracy": 1.0, "answered": 1.0}
     saved = json.loads((tmp_path / "eval" / "base" / "benchmarks" / "vmme" / "results.json").read_text())
     assert saved["breakdown"]["duration"]["short"]["accuracy"] == 0.5 and saved["benchmark"] == "videomme"
-    assert "metrics" in saved and headline(bd) == 50.0
+    assert "metrics" in saved and headline_score(bd) == 50.0
     table = breakdown_table(bd)
     assert "| duration | medium | 1 | 100.0 | 100.0 |" in table
 
@@ -340,7 +348,7 @@ def test_nextqa_mvbench_dream_breakdowns():
                                   ("moving_count", 0.0)], "mvbench", "task")
     bd = breakdown(preds, rows, "mvbench")
     assert bd["task"]["action_count"]["accuracy"] == pytest.approx(2 / 3) and bd["overall"]["accuracy"] == 0.5
-    assert bd["task_mean"] == pytest.approx(1 / 3) and headline(bd) == pytest.approx(100 / 3)  # mean over tasks
+    assert bd["task_mean"] == pytest.approx(1 / 3) and headline_score(bd) == pytest.approx(100 / 3)  # mean over tasks
 
     rows = [Row(f"dream1k/{i}", "v.mp4", "Describe.", "ref", "caption", meta={"source": s})
             for i, s in enumerate(["movie", "movie", "stock"])]
@@ -348,7 +356,7 @@ def test_nextqa_mvbench_dream_breakdowns():
               "recall": 0.5}, {"id": "dream1k/2", "precision": None, "recall": None, "score": None}]
     bd = breakdown(preds, rows, "dream1k")
     assert bd["source"]["movie"]["precision"] == 0.75 and bd["source"]["movie"]["f1"] == pytest.approx(0.6)
-    assert bd["overall"]["failed"] == 1 and headline(bd) == pytest.approx(60.0)
+    assert bd["overall"]["failed"] == 1 and headline_score(bd) == pytest.approx(60.0)
     with pytest.raises(ValueError, match="no row"):
         breakdown(preds, rows[:1], "dream1k")
 

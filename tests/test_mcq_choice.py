@@ -2,6 +2,7 @@
 and evaluation's reading through score_rows while the reward keeps its strict format gate."""
 import pytest
 
+import vvkit.rewards.scorer as S
 import vvkit.rewards.tasks as T
 from vvkit.rewards.parsing import answer_parts, free_answer, mcq_choice
 
@@ -92,17 +93,17 @@ ROW = {"solution": "B", "problem_type": "mcq", "options": O4, "problem": "Which 
 
 def test_evaluation_reads_any_output_but_the_reward_keeps_its_gate():
     outs = ["B", "The answer is B", "<think>blue</think><answer>B</answer>", "<think>blue</think>"]
-    recs = T.score_rows(outs, [ROW] * 4)
+    recs = S.score_rows(outs, [ROW] * 4, {})
     assert [r["choice"] for r in recs] == ["B", "B", "B", None]
     assert [r["score"] for r in recs] == [1.0, 1.0, 1.0, 0.0]
     assert [r["format"] for r in recs] == [0.0, 0.0, 1.0, 0.0]  # format is still the strict verdict
     assert [r["reward"] for r in recs] == [0.0, 0.0, 1.0, 0.0]  # and the gated reward pays format
-    tagged = T.score_rows(outs, [ROW] * 4, reading="tagged")
+    tagged = S.score_rows(outs, [ROW] * 4, {}, reading="tagged")
     assert [r["score"] for r in tagged] == [0.0, 0.0, 1.0, 0.0]
     cols = {k: [ROW[k]] * 4 for k in ("solution", "problem_type", "options", "problem")}
     assert T.accuracy_reward(outs, **cols) == [0.0, 0.0, 1.0, 0.0]
     assert T.accuracy_reward(outs, gate="none", **cols) == [0.0, 0.0, 1.0, 0.0]  # untagged earns no accuracy
-    assert T.score_completion("B", ROW)["score"] == 0.0  # the reward's view unless reading="any"
-    assert T.score_completion("B", ROW, reading="any")["score"] == 1.0
+    assert S.score_completion("B", ROW, {})["score"] == 0.0  # the reward's view unless reading="any"
+    assert S.score_completion("B", ROW, {}, reading="any")["score"] == 1.0
     with pytest.raises(ValueError, match="reading"):
-        T.score_rows(outs[:1], [ROW], reading="loose")
+        S.score_rows(outs[:1], [ROW], {}, reading="loose")

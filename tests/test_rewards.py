@@ -266,10 +266,10 @@ def test_length_reward_group_rule():
 
 
 def test_score_completion_for_evaluation(judge):
-    mcq = R.score_completion(w("r", "(B)"), {"solution": "B", "problem_type": "mcq", "options": OPTS, "problem": "Q"})
+    mcq = R.score_completion(w("r", "(B)"), {"solution": "B", "problem_type": "mcq", "options": OPTS, "problem": "Q"}, {})
     assert {k: mcq[k] for k in ("format", "answer", "choice", "score", "correct", "reward")} == {
         "format": 1.0, "answer": "(B)", "choice": "B", "score": 1.0, "correct": True, "reward": 1.0}
-    cap = R.score_completion(CAPTION_REF, {"solution": CAPTION_REF, "problem_type": "caption", "problem": "D"}, judge)
+    cap = R.score_completion(CAPTION_REF, {"solution": CAPTION_REF, "problem_type": "caption", "problem": "D"}, {}, judge)
     assert (cap["format"], cap["answer"], cap["score"], cap["reward"]) == (0.0, None, 0.0, 0.0)
 
 

@@ -399,7 +399,7 @@ def test_sft_target_answers_with_the_letter_or_with_the_option_words(tmp_path):
     assert sft_target(row) == "<think>The answer is blue.</think><answer>B</answer>"
     words = sft_target(row, "text")
     assert words == "<think>The answer is blue.</think><answer>blue</answer>"
-    assert score_completion(words, row.to_dict())["correct"]  # the parser maps the words to option B
+    assert score_completion(words, row.to_dict(), {})["correct"]  # the parser maps the words to option B
     assert sft_target(Row(**{**row.to_dict(), "meta": {}}), "text").endswith("<answer>blue</answer>")  # from options
     open_row = Row("o", "v.mp4", "What colour is the shape?", "blue", "open_ended")
     assert sft_target(open_row, "text") == sft_target(open_row)  # only multiple choice has option words
@@ -483,7 +483,7 @@ def test_policy_eval_hook_logs_and_a_fresh_run_replaces_old_logs(world):
     from vvkit.evaluate import accuracy_hook
 
     model, processor = load_policy(world["policy"])
-    scores = accuracy_hook(world["rows"][:2], FRAMES, max_new_tokens=4)(model=model, processor=processor)
+    scores = accuracy_hook(world["rows"][:2], FRAMES, {}, max_new_tokens=4)(model=model, processor=processor)
     assert set(scores) == {"accuracy", "format_rate"} and all(0 <= v <= 1 for v in scores.values())
 
 

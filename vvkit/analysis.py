@@ -321,23 +321,20 @@ VIEW_COLUMNS = ("step", "policy", "condition", "id", "problem_type", "solution",
 GROUP_COLUMNS = ("step", "policy", "condition", "id", "problem_type", "solution")  # shared by a prompt's completions
 
 
-def completions_table(policy: Any, rows: Sequence[Any], frames: dict, label: str, temperature: float = 1.0,
-                      max_new_tokens: int = 64, seed: int = 0) -> pd.DataFrame:
-    """One sampled completion per row from a policy folder, scored by the training rewards' scorer: what the
-    policy writes before and after a stage (the same row -> frames -> prompt -> generate path as training)."""
-    import torch
-
+def completions_table(policy: Any, rows: Sequence[Any], frames: dict, label: str, rewards: Any,
+                      temperature: float = 1.0, max_new_tokens: int = 64, seed: int = 0) -> pd.DataFrame:
+    """One sampled completion per row from a policy folder, scored with the run's reward settings (`rewards`: the
+    RewardConfig GRPO pays with) through `vvkit.evaluate.sample_and_score`: what the policy writes before and after
+    a stage, graded as training grades it."""
+    from vvkit.evaluate import sample_and_score
     from vvkit.model import load_policy
-    from vvkit.rewards import score_completion
-    from vvkit.rollout import sample_rows
 
     model, processor = load_policy(policy)
-    torch.manual_seed(seed)
-    texts = [t[0] for t in sample_rows(model, processor, rows, frames, temperature=temperature,
-                                       max_new_tokens=max_new_tokens)]
-    rewards = [score_completion(t, r.to_dict())["reward"] for t, r in zip(texts, rows)]
+    recs = [g[0] for g in sample_and_score(model, processor, rows, rewards, frames, temperature=temperature,
+                                           max_new_tokens=max_new_tokens, seed=seed)]
     return pd.DataFrame({"task": [r.problem_type for r in rows], "solution": [r.solution for r in rows],
-                         label: texts, "reward": [None if x is None else round(x, 3) for x in rewards]})
+                         label: [r["completion"] for r in recs],
+                         "reward": [None if r["reward"] is None else round(r["reward"], 3) for r in recs]})
 
 
 def _group_stats(group: Sequence[dict]) -> tuple[np.ndarray, float, float]:

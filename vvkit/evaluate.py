@@ -20,8 +20,9 @@ import numpy as np
 
 from vvkit.config import EvalConfig
 from vvkit.io import append_jsonl, atomic_write_json
-from vvkit.rewards import make_judge
-from vvkit.rollout import CONDITIONS, NO_INFO_CONDITIONS, encode_prompt, generate, load_clips, strip_video
+from vvkit.rewards import RewardConfig, make_judge, score_rows
+from vvkit.rollout import (CONDITIONS, NO_INFO_CONDITIONS, encode_prompt, generate, load_clips, sample_rows,
+                           strip_video)
 from vvkit.schema import Row
 
 RESULTS_FILE, PREDICTIONS_FILE = "results.json", "predictions.jsonl"
@@ -121,12 +122,8 @@ def prediction_records(prompts: Sequence[Prompt], completions: Sequence[str], ju
     """Prediction records: the completion, its reading and scores from the reward module (`score_rows`: one judge
     call per task per batch; answers read with or without <answer> tags, as the published scorers read base
     models), plus the paper's gated reward (which still requires the format)."""
-    from vvkit.rewards.tasks import score_rows
-
-    rc = gen_cfg.reward_config()
     rows = [p.row for p in prompts]
-    scored = score_rows(list(completions), rows, judge, open_ended_metric=rc.open_ended_metric, gate=rc.gate,
-                        reading=EVAL_READING)
+    scored = score_rows(list(completions), rows, gen_cfg.reward_config(), judge, reading=EVAL_READING)
     return [{"id": p.row.id, "problem_type": p.row.problem_type, "source": p.row.source, "condition": p.condition,
              "n_options": len(p.row.options) if p.row.options else None, "solution": p.row.solution,
              "completion": text, **s} for p, text, s in zip(prompts, completions, scored)]
@@ -304,15 +301,39 @@ def policy_dir(run_dir: str | os.PathLike, name: str, policy: str | None = None)
     return RunDir(run_dir).policy(name, policy)
 
 
-def accuracy_hook(rows: Sequence[Row], frames: dict | None, judge: Any = None, max_new_tokens: int = 64) -> Callable:
-    """A `train(..., eval_fn=...)` hook: greedy accuracy and format rate on held-out rows, through the same path."""
-    from vvkit.rewards import score_completion
-    from vvkit.rollout import sample_rows
+def sample_and_score(model: Any, processor: Any, rows: Sequence[Row], rewards: RewardConfig | dict,
+                     frames: dict | None, n: int = 1, temperature: float = 0.0, max_new_tokens: int = 64,
+                     judge: Any = None, reading: str = "tagged", seed: int | None = None,
+                     batch_size: int = 64) -> list[list[dict]]:
+    """`n` completions per row through the one input path and generation loop (`vvkit.rollout.sample_rows`), each
+    scored by the one scorer with the run's reward settings (`vvkit.rewards.score_rows`): what notebook 03's
+    before/after table, the difficulty filter and `accuracy_hook` share, so all of them grade an answer as GRPO
+    does. Records carry the `completion` text; `seed` (if given) seeds sampling."""
+    if seed is not None:
+        import torch
+
+        torch.manual_seed(seed)
+    texts = sample_rows(model, processor, rows, frames, n=n, temperature=temperature, max_new_tokens=max_new_tokens,
+                        batch_size=batch_size)
+    judge = judge if judge is not None else make_judge(**(rewards.settings() if isinstance(rewards, RewardConfig)
+                                                          else rewards))
+    flat = score_rows([t for ts in texts for t in ts], [r for r, ts in zip(rows, texts) for _ in ts], rewards, judge,
+                      reading)
+    out, i = [], 0
+    for ts in texts:
+        out.append([{**rec, "completion": t} for rec, t in zip(flat[i:i + len(ts)], ts)])
+        i += len(ts)
+    return out
+
+
+def accuracy_hook(rows: Sequence[Row], frames: dict | None, rewards: RewardConfig | dict, judge: Any = None,
+                  max_new_tokens: int = 64) -> Callable:
+    """A `train(..., eval_fn=...)` hook: greedy accuracy and format rate on held-out rows, scored with the run's
+    reward settings (`sample_and_score`)."""
 
     def run(model: Any, processor: Any) -> dict:
-        texts = [t[0] for t in sample_rows(model, processor, rows, frames, temperature=0,
-                                           max_new_tokens=max_new_tokens)]
-        scored = [score_completion(t, r.to_dict(), judge) for t, r in zip(texts, rows)]
+        scored = [g[0] for g in sample_and_score(model, processor, rows, rewards, frames, judge=judge,
+                                                 max_new_tokens=max_new_tokens)]
         return {"accuracy": float(np.mean([bool(s["correct"]) for s in scored])),
                 "format_rate": float(np.mean([s["format"] for s in scored]))}
 
@@ -320,5 +341,5 @@ def accuracy_hook(rows: Sequence[Row], frames: dict | None, judge: Any = None, m
 
 
 __all__ = ["CONDITIONS", "NO_INFO_CONDITIONS", "EvalConfig", "EvalResult", "Prompt", "accuracy_hook", "evaluate",
-           "generate_answers", "load_result", "policy_dir", "policy_pair", "prepare_prompt",
+           "generate_answers", "load_result", "policy_dir", "policy_pair", "prepare_prompt", "sample_and_score",
            "summarize"]

@@ -9,23 +9,81 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
+from vvkit.fields import ConfigError, _f
 from vvkit.rewards import rule, tasks
 from vvkit.rewards.judges import JudgeSpec, resolve_judge
+from vvkit.rundir import RunDir
 
 
 
-def _defaults() -> dict[str, Any]:
-    """Every setting a reward or judge takes, with its default: the fields of `vvkit.config.RewardConfig` (the one
-    home of these defaults) other than the reward list and its weights."""
-    from vvkit.config import RewardConfig
+@dataclass
+class RewardConfig:
+    """The shared `rewards` section: which rewards GRPO sums, how the format gate combines, which judge scores free
+    text (paper §4). Notebooks 02, 03 and 04 all read it, so training and evaluation score the same way; a stage may
+    override single keys with its own `rewards:` mapping. Field names are the keyword names of
+    `vvkit.rewards.get_reward_funcs` and `vvkit.rewards.make_judge`, and of the reward functions that take them
+    (`format_reward(strict_format=...)`, `length_reward(length_min=...)`): one name per setting."""
 
-    return {f.name: f.default for f in dataclasses.fields(RewardConfig)
-            if f.name not in ("reward_funcs", "reward_weights")}
+    reward_funcs: list = _f(["accuracy"], "Reward names (vvkit.rewards.REWARDS); the paper registers 'accuracy' only.")
+    reward_weights: list | None = _f(None, "One weight per reward (TRL reward_weights); None = all 1.0.")
+    gate: str = _f("multiply", "accuracy = format x task ('multiply', paper), format + task ('add', Video-R1) or task ('none').")
+    strict_format: bool = _f(True, "Full-match format (no empty think, nothing outside the tags); False = the authors' regex.")
+    open_ended_metric: str = _f("rouge_mean", "open_ended score: rouge_mean (Video-R1), rouge_l, embedding or judge.")
+    caption_alpha: float = _f(0.5, "caption = AutoDQ recall + alpha x precision + keywords (paper: 0.5).")
+    caption_keywords: bool = _f(True, "Add the keyword term (+0.2 per temporal connective up to 0.4, -0.2 per hedge).")
+    rouge_variant: str = _f("mean", "The 'rouge' reward: mean of ROUGE-1/2/L, or rouge1 / rouge2 / rougeL.")
+    length_min: int = _f(320, "Length control: bonus when a correct completion has at least this many tokens.")
+    length_max: int = _f(512, "Length control: ... and at most this many tokens (Video-R1: 320-512).")
+    length_bonus: float = _f(0.2, "Length control bonus (Video-R1: 0.2).")
+    length_min_correct: int = _f(2, "Length control applies when at least this many of a group are correct.")
+    repetition_ngram: int = _f(3, "Repetition penalty: word n-gram size.")
+    repetition_max_penalty: float = _f(-1.0, "Repetition penalty for an all-repeated completion (<= 0).")
+    judge: str = _f("offline", "Judge for dark_event, mixvid, caption: 'offline' (embeddings) or 'http' (LLM endpoint).")
+    judge_base_url: str | None = _f(None, "OpenAI-compatible endpoint, e.g. http://localhost:8000/v1 (judge='http').")
+    judge_model: str | None = _f(None, "Model name the endpoint serves, e.g. Qwen/Qwen2.5-72B-Instruct.")
+    judge_api_key_env: str | None = _f(None, "Name of the environment variable holding the API key; None = no key.")
+    judge_cache: str | None = _f(None, "sqlite file caching judge replies; None = <run_dir>/rewards/judge_cache.sqlite.")
+    judge_timeout_s: float = _f(60.0, "Seconds per judge request before it is retried.")
+    judge_max_retries: int = _f(3, "Retries per request (exponential backoff) before it counts as failed.")
+    judge_concurrency: int = _f(8, "Judge requests in flight at once.")
+    judge_on_error: str = _f("raise", "A failed or unparseable judge reply: 'raise', or 'count' (reward None, logged).")
+    caption_judge: dict | None = _f(None, "Judge settings for captions (AutoDQ) over the ones above, e.g. {judge: http, "
+                                          "judge_model: gpt-3.5-turbo}; None = one judge for every task (paper: "
+                                          "Qwen2.5-72B-Instruct for DarkEventInfer / MixVidQA, GPT-3.5 for AutoDQ).")
+    judge_dark_full: float = _f(0.6, "Offline judge: cosine for DarkEventInfer score 2 (with all facts stated).")
+    judge_dark_partial: float = _f(0.4, "Offline judge: cosine for DarkEventInfer score 1.")
+    judge_mixvid_threshold: float = _f(0.5, "Offline judge: cosine for a MixVidQA answer to count as true.")
+    judge_entail_threshold: float = _f(0.5, "Offline judge: cosine for one caption event to entail another (AutoDQ).")
+    judge_lexicon: bool = _f(True, "Offline judge: use the toy-world contradiction lexicon (colours, shapes, verbs).")
+
+    def __post_init__(self) -> None:
+        unknown = [n for n in self.reward_funcs if n not in REWARDS and ":" not in n]
+        if unknown:
+            raise ConfigError(f"rewards: unknown reward_funcs {unknown}; known: {sorted(REWARDS)}")
+        if self.reward_weights is not None and len(self.reward_weights) != len(self.reward_funcs):
+            raise ConfigError(f"rewards: {len(self.reward_weights)} reward_weights for "
+                              f"{len(self.reward_funcs)} reward_funcs; give one weight per reward or null")
+        try:
+            check_settings(self.settings())
+        except (KeyError, ValueError) as e:
+            raise ConfigError(f"rewards: {e}") from None
+
+    def settings(self, run_dir: str | None = None) -> dict[str, Any]:
+        """Keyword settings for `get_reward_funcs` / `make_judge` (all fields but the reward list and weights); with
+        `run_dir`, the judge cache defaults to the run's `rewards/judge_cache.sqlite`."""
+        d = {k: v for k, v in dataclasses.asdict(self).items() if k not in ("reward_funcs", "reward_weights")}
+        if d["judge_cache"] is None and run_dir:
+            d["judge_cache"] = str(RunDir(run_dir).judge_cache)
+        return d
 
 
-DEFAULT_SETTINGS: dict[str, Any] = _defaults()
+# Every setting a reward or judge takes, with its one default: RewardConfig's fields but the reward list and weights.
+DEFAULT_SETTINGS: dict[str, Any] = {f.name: f.default for f in dataclasses.fields(RewardConfig)
+                                    if f.name not in ("reward_funcs", "reward_weights")}
+
 _HTTP_KEYS = {"judge_base_url": "base_url", "judge_model": "model", "judge_api_key_env": "api_key_env",
               "judge_cache": "cache_path", "judge_timeout_s": "timeout_s", "judge_max_retries": "max_retries",
               "judge_concurrency": "concurrency", "judge_on_error": "on_error"}

@@ -1,5 +1,5 @@
 """Task rewards that route on `problem_type` and may call a judge: the paper's gated `accuracy` reward (§4), one
-reward per task, Video-R1's length-control bonus, and `score_completion` for evaluation (same parser, same judges).
+reward per task, Video-R1's length-control bonus, and `score_batch`, which `vvkit.rewards.scorer` wraps for evaluation (same parser, same judges).
 
 A judge is anything with `score_dark_event`, `score_mixvid` and `autodq` (`judges.OfflineJudge`, `client.HTTPJudge`);
 rewards take it as `judge=` (an object, "offline", "http" or a `JudgeSpec`; None = the shared offline judge).
@@ -283,32 +283,3 @@ def length_reward(completions: Sequence[Any], length_min: int = 320, length_max:
         length_bonus if ok and groups[key] >= length_min_correct and length_min <= n <= length_max else 0.0
         for key, ok, n in zip(zip(probs, map(str, sols)), correct, lengths)
     ]
-
-
-def score_rows(texts: Sequence[Any], rows: Sequence[Any], judge: Any = None, **settings: Any) -> list[dict]:
-    """Evaluation's scoring of completions against their rows (`Row` objects or row dicts): `reading="any"` unless
-    given, so answers outside <answer> tags count (base models; lmms-eval and VLMEvalKit read them too), each row's
-    `source` passed to the judge and `meta["events"]` (DREAM-1K's annotated events) to AutoDQ. Adds the paper's
-    gated `reward` (`gate`, default multiply) to each record; the other settings are `score_batch`'s (the
-    `rewards` settings of the same names)."""
-    gets = [r.get if isinstance(r, dict) else (lambda k, d=None, r=r: getattr(r, k, d)) for r in rows]
-    if len(gets) != len(texts):
-        raise ValueError(f"{len(texts)} completions for {len(rows)} rows; pass one row per completion")
-    mode = settings.pop("gate", "multiply")
-    settings.setdefault("reading", "any")
-    metas = [g("meta") or {} for g in gets]
-    recs = score_batch(texts_of(texts), [g("solution") for g in gets],
-                       task_types({"problem_type": [g("problem_type") for g in gets]}, len(gets)),
-                       [g("options") for g in gets], [g("problem") for g in gets], judge,
-                       sources=[g("source") for g in gets], ref_events=[m.get("events") for m in metas], **settings)
-    for rec in recs:
-        rec["reward"] = gate(rec["format"], rec["score"], mode)
-    return recs
-
-
-def score_completion(text: Any, row: Any, judge: Any = None, **settings: Any) -> dict:
-    """One completion scored with the training rewards' parser and judges (`score_rows` for one row, but reading
-    the <answer> block only unless `reading="any"`): format, answer, task score, `correct`, the paper's gated
-    `reward`, plus per-task details (choice; recall/precision/f1/keywords)."""
-    settings.setdefault("reading", "tagged")
-    return score_rows([text], [row], judge, **settings)[0]
