@@ -114,3 +114,12 @@ def test_the_authors_prompt_style_is_what_their_model_saw():
     assert row_to_messages(row)[0]["role"] == "user"  # vvkit's own prompt has no system turn
     with pytest.raises(ValueError, match="prompt style"):
         row_to_messages(row, style="chatty")
+
+
+def test_one_task_vocabulary_and_headline_metric():
+    from vvkit import analysis, schema, study
+
+    assert study.TASKS is schema.TASKS == ("dark_event", "mixvid", "mcq", "open_ended", "caption")
+    assert analysis.HEADLINE_METRIC is schema.HEADLINE_METRIC and set(schema.HEADLINE_METRIC) == set(schema.TASKS)
+    m = {"score_mean": 1.5, "accuracy": 0.5, "score": 0.25, "f1": 0.75}
+    assert [study.task_score(t, m) for t in schema.TASKS] == [1.5, 0.5, 0.5, 0.25, 0.75]

@@ -19,6 +19,8 @@ from typing import TYPE_CHECKING, Any, Sequence
 import numpy as np
 import pandas as pd
 
+from vvkit.schema import HEADLINE_METRIC, TASKS
+
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
@@ -166,10 +168,6 @@ def plot_training(df: pd.DataFrame, fig_dir: str | os.PathLike | None = None, st
 
 # ---- before / after and diagnostics ---------------------------------------------------------------------------
 
-HEADLINE_METRIC = {"mcq": "accuracy", "mixvid": "accuracy", "dark_event": "score_mean", "caption": "f1",
-                   "open_ended": "score"}
-
-
 def compare_table(metrics: dict[str, dict]) -> pd.DataFrame:
     """Tasks x policies: each task's headline metric (accuracy, DarkEventInfer mean 0-2, caption F1, ...) and the
     format rate, with the change from the first policy to the last."""
@@ -222,13 +220,11 @@ def plot_diagnostics(table: pd.DataFrame, path: str | os.PathLike | None = None,
 # ---- per task, and the answers behind the numbers --------------------------------------------------------------
 
 def task_table(results: dict[str, dict[str, dict]]) -> pd.DataFrame:
-    """The paper's per-task table (§6): one row per task of `vvkit.study.TASKS` present, in that order, scored its own
-    way (`vvkit.study.task_score`: DarkEventInfer judge mean 0-2, MixVidQA / multiple-choice accuracy, open-ended
+    """The paper's per-task table (§6): one row per task of `vvkit.schema.TASKS` present, in that order, scored its own
+    way (`vvkit.schema.HEADLINE_METRIC`: DarkEventInfer judge mean 0-2, MixVidQA / multiple-choice accuracy, open-ended
     judge verdict, caption AutoDQ F1). `results` is {policy: {condition: metrics}}; columns are `<policy>` (real
     video), then `<policy> <condition>` for every other condition present (a blank column as high as the video one
     means the gain does not come from watching), and `change` = last minus first policy on the video score."""
-    from vvkit.study import TASKS, task_score
-
     names = list(results)
     conds = list(dict.fromkeys(c for by_cond in results.values() for c in by_cond))
     conds = ["video"] * ("video" in conds) + [c for c in conds if c != "video"]
@@ -239,7 +235,7 @@ def task_table(results: dict[str, dict[str, dict]]) -> pd.DataFrame:
         for c in conds:
             col = name if c == "video" else f"{name} {c}"
             metrics = results[name].get(c, {})
-            table[col] = [task_score(t, metrics[t]) if t in metrics else math.nan for t in tasks]
+            table[col] = [float(metrics[t][HEADLINE_METRIC[t]]) if t in metrics else math.nan for t in tasks]
     if len(names) >= 2 and "video" in conds:
         table["change"] = table[names[-1]] - table[names[0]]
     return table
@@ -383,9 +379,7 @@ def teaching_group(records: Sequence[dict], tasks: Sequence[str] = ("dark_event"
 
 
 def one_per_task(rows: Sequence[Row], tasks: Sequence[str] | None = None) -> list[Row]:
-    """The first row of each task (`vvkit.study.TASKS` order by default) that `rows` hold: a preview set."""
-    from vvkit.study import TASKS
-
+    """The first row of each task (`vvkit.schema.TASKS` order by default) that `rows` hold: a preview set."""
     firsts = {}
     for r in rows:
         firsts.setdefault(r.problem_type, r)

@@ -1,35 +1,28 @@
-"""One sample schema for every task: the row format of `train.jsonl` / `test.jsonl`, its column names, and a strict
-loader. The layout follows the authors' jsonl (`problem`, `solution`, `video`, `problem_type`; paper §3, §8) and adds
-`options`, lazy video `edits`, `source`, `split` and `meta`. Column names are defined here once and imported
-elsewhere (recommenders `utils/constants.py`)."""
+"""One sample schema for every task: the row format of `train.jsonl` / `test.jsonl`, a strict loader, and the
+task vocabulary. The layout follows the authors' jsonl (`problem`, `solution`, `video`, `problem_type`; paper §3, §8)
+and adds `options`, lazy video `edits`, `source`, `split` and `meta`. The column names are the fields of `Row`,
+defined once here, as recommenders' `utils/constants.py` defines its columns."""
 from __future__ import annotations
 
 import json
 import math
 import os
 import string
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 from vvkit.io import atomic_write_jsonl, read_jsonl
 
-# ---- column names (use these constants, never the string literals) ----
-ID = "id"
-VIDEO = "video"
-PROBLEM = "problem"
-SOLUTION = "solution"
-PROBLEM_TYPE = "problem_type"
-OPTIONS = "options"
-EDITS = "edits"
-SOURCE = "source"
-SPLIT = "split"
-META = "meta"
-COLUMNS = (ID, VIDEO, PROBLEM, SOLUTION, PROBLEM_TYPE, OPTIONS, EDITS, SOURCE, SPLIT, META)
-
-PROBLEM_TYPES = ("mcq", "open_ended", "caption", "dark_event", "mixvid")
+# The paper's five tasks, in the order every table and loop shows them: the two proxy tasks first (§1, §2), then
+# the tasks an instruct model already does (§3).
+TASKS = ("dark_event", "mixvid", "mcq", "open_ended", "caption")
+# Each task's headline metric in `vvkit.evaluate` results: DarkEventInfer's mean judge score (0-2), MixVidQA and
+# multiple-choice accuracy, the open-ended mean score, caption AutoDQ F1.
+HEADLINE_METRIC = {"dark_event": "score_mean", "mixvid": "accuracy", "mcq": "accuracy", "open_ended": "score",
+                   "caption": "f1"}
 SPLITS = ("train", "test")
-EDIT_KINDS = ("mask", "interleave")
+EDIT_KINDS = ("mask", "interleave")  # the lazy edits `vvkit.video.read_video` applies
 OPTION_LETTERS = string.ascii_uppercase
 
 
@@ -62,6 +55,9 @@ class Row:
     def paths(self) -> list[str]:
         """The video path(s) as a list."""
         return [self.video] if isinstance(self.video, str) else list(self.video)
+
+
+COLUMNS = tuple(f.name for f in fields(Row))  # the JSONL keys, in the order rows are written
 
 
 class RowError(ValueError):
@@ -97,26 +93,26 @@ def validate_edits(edits: Any, video: str | list[str], where: str = "<row>") -> 
     if edits is None:
         return None
     if not isinstance(edits, dict) or not edits:
-        raise _fail(where, EDITS, f"expected null or a non-empty object, got {edits!r}")
+        raise _fail(where, "edits", f"expected null or a non-empty object, got {edits!r}")
     unknown = set(edits) - set(EDIT_KINDS)
     if unknown:
-        raise _fail(where, EDITS, f"unknown edit kind(s) {sorted(unknown)}; allowed: {list(EDIT_KINDS)}")
+        raise _fail(where, "edits", f"unknown edit kind(s) {sorted(unknown)}; allowed: {list(EDIT_KINDS)}")
     if "mask" in edits:
         if not isinstance(edits["mask"], list) or not edits["mask"]:
-            raise _fail(where, EDITS, "'mask' must be a non-empty list of [start, end] spans")
+            raise _fail(where, "edits", "'mask' must be a non-empty list of [start, end] spans")
         for span in edits["mask"]:
-            _check_span(where, EDITS, span, 2)
+            _check_span(where, "edits", span, 2)
     if "interleave" in edits:
         if isinstance(video, str):
-            raise _fail(where, EDITS, "'interleave' needs `video` to be a list of source paths")
+            raise _fail(where, "edits", "'interleave' needs `video` to be a list of source paths")
         chunks = edits["interleave"]
         if not isinstance(chunks, list) or not chunks:
-            raise _fail(where, EDITS, "'interleave' must be a non-empty list of [source_idx, start, end]")
+            raise _fail(where, "edits", "'interleave' must be a non-empty list of [source_idx, start, end]")
         for chunk in chunks:
-            _check_span(where, EDITS, chunk, 3)
+            _check_span(where, "edits", chunk, 3)
             idx = chunk[0]
             if not isinstance(idx, int) or isinstance(idx, bool) or not 0 <= idx < len(video):
-                raise _fail(where, EDITS, f"source index {idx!r} must be an int in [0, {len(video)})")
+                raise _fail(where, "edits", f"source index {idx!r} must be an int in [0, {len(video)})")
     return edits
 
 
@@ -128,42 +124,43 @@ def validate_row(d: Any, where: str = "<row>") -> Row:
     unknown = set(d) - set(COLUMNS)
     if unknown:
         raise _fail(where, sorted(unknown)[0], f"unknown column(s) {sorted(unknown)}; allowed: {list(COLUMNS)}")
-    for key in (ID, VIDEO, PROBLEM, SOLUTION, PROBLEM_TYPE):
+    for key in ("id", "video", "problem", "solution", "problem_type"):
         if key not in d:
             raise _fail(where, key, "missing (required)")
-    for key in (ID, PROBLEM, SOLUTION):
+    for key in ("id", "problem", "solution"):
         if not isinstance(d[key], str) or not d[key].strip():
             raise _fail(where, key, f"expected a non-empty string, got {d[key]!r}")
-    video = d[VIDEO]
+    video = d["video"]
     if isinstance(video, list):
         if not video or not all(isinstance(p, str) and p for p in video):
-            raise _fail(where, VIDEO, f"expected a non-empty list of paths, got {video!r}")
+            raise _fail(where, "video", f"expected a non-empty list of paths, got {video!r}")
     elif not isinstance(video, str) or not video:
-        raise _fail(where, VIDEO, f"expected a path or a list of paths, got {video!r}")
-    ptype = d[PROBLEM_TYPE]
-    if ptype not in PROBLEM_TYPES:
-        raise _fail(where, PROBLEM_TYPE, f"{ptype!r} is not one of {list(PROBLEM_TYPES)}")
-    options = d.get(OPTIONS)
+        raise _fail(where, "video", f"expected a path or a list of paths, got {video!r}")
+    ptype = d["problem_type"]
+    if ptype not in TASKS:
+        raise _fail(where, "problem_type", f"{ptype!r} is not one of {list(TASKS)}")
+    options = d.get("options")
     if ptype == "mcq":
         if not isinstance(options, list) or len(options) < 2 or not all(isinstance(o, str) for o in options):
-            raise _fail(where, OPTIONS, "an mcq row needs a list of at least 2 option strings like 'A. red'")
+            raise _fail(where, "options", "an mcq row needs a list of at least 2 option strings like 'A. red'")
         letters = [option_letter(o) for o in options]
         if letters != list(OPTION_LETTERS[: len(options)]):
-            raise _fail(where, OPTIONS, f"options must be lettered A., B., ... in order, got {letters}")
-        if d[SOLUTION] not in letters:
-            raise _fail(where, SOLUTION, f"mcq solution {d[SOLUTION]!r} must be one of the option letters {letters}")
+            raise _fail(where, "options", f"options must be lettered A., B., ... in order, got {letters}")
+        if d["solution"] not in letters:
+            raise _fail(where, "solution", f"mcq solution {d['solution']!r} must be one of the option letters "
+                                           f"{letters}")
     elif options is not None:
-        raise _fail(where, OPTIONS, f"only mcq rows have options; use null for {ptype!r}")
-    edits = validate_edits(d.get(EDITS), video, where)
-    split = d.get(SPLIT, "train")
+        raise _fail(where, "options", f"only mcq rows have options; use null for {ptype!r}")
+    edits = validate_edits(d.get("edits"), video, where)
+    split = d.get("split", "train")
     if split not in SPLITS:
-        raise _fail(where, SPLIT, f"{split!r} is not one of {list(SPLITS)}")
-    source, meta = d.get(SOURCE, ""), d.get(META, {})
+        raise _fail(where, "split", f"{split!r} is not one of {list(SPLITS)}")
+    source, meta = d.get("source", ""), d.get("meta", {})
     if not isinstance(source, str):
-        raise _fail(where, SOURCE, f"expected a string, got {source!r}")
+        raise _fail(where, "source", f"expected a string, got {source!r}")
     if not isinstance(meta, dict):
-        raise _fail(where, META, f"expected an object, got {meta!r}")
-    return Row(id=d[ID], video=video, problem=d[PROBLEM], solution=d[SOLUTION], problem_type=ptype,
+        raise _fail(where, "meta", f"expected an object, got {meta!r}")
+    return Row(id=d["id"], video=video, problem=d["problem"], solution=d["solution"], problem_type=ptype,
                options=options, edits=edits, source=source, split=split, meta=meta)
 
 
@@ -189,7 +186,7 @@ def load_rows(path: str | os.PathLike) -> list[Row]:
         where = f"{path}:{lineno}"
         row = validate_row(d, where)
         if row.id in seen:
-            raise _fail(where, ID, f"duplicate id {row.id!r} (first at line {seen[row.id]}); ids must be unique")
+            raise _fail(where, "id", f"duplicate id {row.id!r} (first at line {seen[row.id]}); ids must be unique")
         seen[row.id] = lineno
         base = path.parent
         row.video = _resolve(row.video, base) if isinstance(row.video, str) else [_resolve(p, base) for p in row.video]
@@ -204,8 +201,8 @@ def save_rows(rows: list[Row], path: str | os.PathLike) -> Path:
     for i, row in enumerate(rows):
         d = row.to_dict()
         validate_row(d, f"{path} (row {i}, id {row.id!r})")
-        v = d[VIDEO]
-        d[VIDEO] = _relativize(v, path.parent) if isinstance(v, str) else [_relativize(p, path.parent) for p in v]
+        v = d["video"]
+        d["video"] = _relativize(v, path.parent) if isinstance(v, str) else [_relativize(p, path.parent) for p in v]
         out.append(d)
     return atomic_write_jsonl(path, out)
 
@@ -219,16 +216,16 @@ def to_dataset(rows: list[Row]):
     recs = []
     for r in rows:
         d = r.to_dict()
-        d[VIDEO] = r.paths
-        d[EDITS] = json.dumps(r.edits) if r.edits is not None else None
-        d[META] = json.dumps(r.meta)
+        d["video"] = r.paths
+        d["edits"] = json.dumps(r.edits) if r.edits is not None else None
+        d["meta"] = json.dumps(r.meta)
         recs.append(d)
     features = datasets.Features({
-        ID: datasets.Value("string"), VIDEO: datasets.Sequence(datasets.Value("string")),
-        PROBLEM: datasets.Value("string"), SOLUTION: datasets.Value("string"),
-        PROBLEM_TYPE: datasets.Value("string"), OPTIONS: datasets.Sequence(datasets.Value("string")),
-        EDITS: datasets.Value("string"), SOURCE: datasets.Value("string"), SPLIT: datasets.Value("string"),
-        META: datasets.Value("string"),
+        "id": datasets.Value("string"), "video": datasets.Sequence(datasets.Value("string")),
+        "problem": datasets.Value("string"), "solution": datasets.Value("string"),
+        "problem_type": datasets.Value("string"), "options": datasets.Sequence(datasets.Value("string")),
+        "edits": datasets.Value("string"), "source": datasets.Value("string"), "split": datasets.Value("string"),
+        "meta": datasets.Value("string"),
     })
     return datasets.Dataset.from_list(recs, features=features)
 
@@ -236,13 +233,13 @@ def to_dataset(rows: list[Row]):
 def from_record(rec: dict, where: str = "<record>") -> Row:
     """Inverse of `to_dataset` for one record (also accepts a plain JSONL row dict)."""
     d = {k: rec[k] for k in COLUMNS if k in rec}
-    if isinstance(d.get(EDITS), str):
-        d[EDITS] = json.loads(d[EDITS])
-    if isinstance(d.get(META), str):
-        d[META] = json.loads(d[META])
-    v = d.get(VIDEO)
-    if isinstance(v, list) and len(v) == 1 and not (d.get(EDITS) or {}).get("interleave"):
-        d[VIDEO] = v[0]
-    if d.get(PROBLEM_TYPE) != "mcq" and d.get(OPTIONS) == []:
-        d[OPTIONS] = None
+    if isinstance(d.get("edits"), str):
+        d["edits"] = json.loads(d["edits"])
+    if isinstance(d.get("meta"), str):
+        d["meta"] = json.loads(d["meta"])
+    v = d.get("video")
+    if isinstance(v, list) and len(v) == 1 and not (d.get("edits") or {}).get("interleave"):
+        d["video"] = v[0]
+    if d.get("problem_type") != "mcq" and d.get("options") == []:
+        d["options"] = None
     return validate_row(d, where)

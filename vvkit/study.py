@@ -24,9 +24,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from vvkit.schema import Row, load_rows, save_rows
+from vvkit.schema import HEADLINE_METRIC, TASKS, Row, load_rows, save_rows
 
-TASKS = ("dark_event", "mixvid", "mcq", "open_ended", "caption")
 PROXY_TASKS = ("dark_event", "mixvid")
 INSTRUCT_TASKS = ("mcq", "open_ended", "caption")  # single clips, no edits: what an instruct model already does
 ARMS = ("start", "grpo", "no_proxy", "sft")
@@ -244,9 +243,7 @@ def heldout_rows(test: Sequence[Row], per_task: int | None) -> list[Row]:
 def task_score(task: str, metrics: dict) -> float:
     """The study's number per task: DarkEventInfer mean judge score (0-2), MixVidQA / multiple-choice accuracy,
     open-ended mean judge verdict, caption AutoDQ F1."""
-    key = {"dark_event": "score_mean", "mixvid": "accuracy", "mcq": "accuracy", "open_ended": "score",
-           "caption": "f1"}[task]
-    return float(metrics[key])
+    return float(metrics[HEADLINE_METRIC[task]])
 
 
 def task_scores(policy: Any, rows: Sequence[Row], ecfg: Any, conditions: Sequence[str] = ("video", "blank"),

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from vvkit.decode import BACKENDS, VideoError, run_task, trusted_frame_count
+from vvkit.schema import EDIT_KINDS
 from vvkit.videowrite import VideoWriter, write_video
 
 __all__ = ["FramePolicy", "Clip", "read_video", "write_video", "VideoWriter", "materialize", "smart_nframes",
@@ -29,7 +30,6 @@ FRAME_FACTOR = 2      # frames are taken in pairs (Qwen2.5-VL temporal patch siz
 IMAGE_FACTOR = 28     # patch 14 x spatial merge 2
 MAX_RATIO = 200       # qwen-vl-utils refuses frames more elongated than this
 VIDEO_MAX_PIXELS = 768 * 28 * 28  # qwen-vl-utils' ceiling on the per-frame cap, whatever max_pixels asks for
-EDIT_KEYS = ("mask", "interleave")
 
 
 # ----------------------------------------------------------------------------------------------- frame policy
@@ -197,9 +197,9 @@ def _parse(path: Any, edits: dict | None) -> tuple[list[str], list[tuple], list[
     edits = {} if edits is None else edits
     if not isinstance(edits, dict):
         raise VideoError(f"{name}: edits must be a dict like {{'mask': [[s, e]]}}, got {type(edits).__name__}")
-    unknown = sorted(set(edits) - set(EDIT_KEYS))
+    unknown = sorted(set(edits) - set(EDIT_KINDS))
     if unknown:
-        raise VideoError(f"{name}: unknown edit key(s) {unknown}; valid keys are {list(EDIT_KEYS)}")
+        raise VideoError(f"{name}: unknown edit key(s) {unknown}; valid keys are {list(EDIT_KINDS)}")
     mask_in, inter_in = edits.get("mask", []), edits.get("interleave")
     if not isinstance(mask_in, (list, tuple)):
         raise VideoError(f"{name}: edits['mask'] must be a list of [start, end] spans")

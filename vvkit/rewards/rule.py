@@ -11,7 +11,7 @@ from functools import lru_cache
 from typing import Any, Iterable, Sequence
 
 from vvkit.rewards.parsing import completion_text, extract_choice, gt_letter, parse_completion, solution_text
-from vvkit.schema import PROBLEM_TYPES
+from vvkit.schema import TASKS
 
 FREE_TEXT_TASKS = ("open_ended", "caption", "dark_event", "mixvid")
 
@@ -39,8 +39,8 @@ def task_types(kwargs: dict, n: int) -> list[str | None]:
     """The `problem_type` column, checked against the schema's task names (a typo fails loudly, never scores 0)."""
     types = column(kwargs, "problem_type", n)
     for t in types:
-        if t is not None and t not in PROBLEM_TYPES:
-            raise ValueError(f"problem_type {t!r} is not one of {PROBLEM_TYPES} (see vvkit/schema.py)")
+        if t is not None and t not in TASKS:
+            raise ValueError(f"problem_type {t!r} is not one of {TASKS} (see vvkit/schema.py)")
     return types
 
 

@@ -47,7 +47,7 @@ def score_batch(texts: Sequence[str], solutions: Sequence[Any], types: Sequence[
     pending: dict[str, list[int]] = {"dark_event": [], "mixvid": [], "caption": [], "open_ended": []}
     for i, (text, task) in enumerate(zip(texts, types)):
         if task is None:
-            raise ValueError("task rewards need the `problem_type` column (one of vvkit.schema.PROBLEM_TYPES) per row")
+            raise ValueError("task rewards need the `problem_type` column (one of vvkit.schema.TASKS) per row")
         if only is not None and task not in only:
             continue
         parsed = parse_completion(text, strict_format)
