@@ -300,6 +300,7 @@ def test_import_released_data(tmp_path):
         import_vidbridge(path, vids, strict=True)
     with pytest.raises(DataImportError, match="does not start with the prefix"):
         import_vidbridge(path, vids, strip_prefix="/elsewhere", strict=True)
+    _touch(vids / "data" / "nextqa" / "1001.mp4")  # one video under the longer remainder: the import goes through
     rows2, _ = import_vidbridge(path, vids, strip_prefix="/mnt/authors/VidBridge-R1")
     assert rows2[0].video == str(vids / "data" / "nextqa" / "1001.mp4")
 
@@ -354,3 +355,19 @@ def test_paper_preset_trains_the_paper_mix(capsys):
     assert mix == {"dark_event": 1841, "mixvid": 2332, "mcq": 2003, "caption": 4624} and sum(mix.values()) == 10800
     assert params["frames"]["nframes"] == 16
     assert params["grpo_training"]["difficulty_filter_k"] == 5
+
+
+def test_import_data_refuses_a_release_with_no_video_found(tmp_path, capsys):
+    from vvkit.cli import main
+    from vvkit.synth.importers import DataImportError, import_vidbridge
+
+    path, vids = _released(tmp_path)
+    first = str(vids / "data" / "nextqa" / "1001.mp4")  # the prefix leaves "data/" in every path
+    with pytest.raises(DataImportError, match="none of the 5 videos") as err:
+        import_vidbridge(path, vids, strip_prefix="/mnt/authors/VidBridge-R1")
+    assert first in str(err.value) and "strip_prefix" in str(err.value) and "video_root" in str(err.value)
+    out = tmp_path / "rows.jsonl"
+    assert main(["import-data", "--format", "vidbridge", str(path), "--video-root", str(vids), "--out", str(out),
+                 "--strip-prefix", "/mnt/authors/VidBridge-R1"]) == 2
+    msg = capsys.readouterr().err
+    assert first in msg and "--strip-prefix" in msg and "--video-root" in msg and not out.exists()

@@ -362,3 +362,35 @@ def test_build_dataset_from_an_annotation_file(tmp_path):
     assert {r.meta.get("family") for r in rows if r.problem_type == "mcq"} <= set(Q.EVENT_FAMILIES)
     with pytest.raises(ValueError, match="annotation_format"):
         build_dataset(SynthConfig(run_dir=str(tmp_path), source=str(tmp_path / "coin.json")))
+
+
+def test_build_dataset_prints_what_the_reader_skipped(tmp_path, capsys):
+    from vvkit.config import SynthConfig
+    from vvkit.synth import build_dataset
+
+    (tmp_path / "videos").mkdir()
+    v, _, _ = _written(tmp_path / "videos", 0, "c0")
+    anns = [{"segment": [e.start, e.end], "label": e.caption} for e in v.events]
+    db = {"c0": {"duration": v.duration, "subset": "training", "annotation": anns + [{"segment": [2.0, 2.0],
+                                                                                      "label": "zero length"}]},
+          "gone1": {"duration": 5.0, "subset": "training", "annotation": anns[:1]},
+          "gone2": {"duration": 5.0, "subset": "training", "annotation": anns[:1]}}
+    (tmp_path / "coin.json").write_text(json.dumps({"database": db}))
+    cfg = SynthConfig(run_dir=str(tmp_path), source=str(tmp_path / "coin.json"), annotation_format="coin",
+                      video_root=str(tmp_path / "videos"), test_fraction=0.0, task_mix={"caption": 1})
+    line = ("[vvkit] skipped 3 records: 2 missing video, 1 zero-length segment "
+            f"(see {tmp_path / 'data' / 'manifest.json'})")
+    assert not build_dataset(cfg)["cached"]
+    assert line in capsys.readouterr().out.splitlines()
+    assert build_dataset(cfg)["cached"]  # the cached summary says it again
+    assert line in capsys.readouterr().out.splitlines()
+    toy = SynthConfig(run_dir=str(tmp_path / "toy"), num_videos=2, size=SIZE, task_mix={"caption": 1})
+    build_dataset(toy)
+    assert "[vvkit] skipped" not in capsys.readouterr().out  # nothing skipped: nothing said
+
+
+def test_tasks_are_drawn_from_the_schema_vocabulary():
+    from vvkit.schema import HEADLINE_METRIC, TASKS
+    from vvkit.synth.build import DRAW_ORDER
+
+    assert sorted(DRAW_ORDER) == sorted(TASKS) == sorted(HEADLINE_METRIC)

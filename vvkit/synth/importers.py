@@ -17,7 +17,8 @@ from pathlib import Path
 from vvkit.schema import OPTION_LETTERS, Row, RowError, save_rows, validate_row
 
 FORMATS = ("vidbridge",)
-TASKS = {"MCQA": "mcq", "DarkEventInfer": "dark_event", "MixVidQA": "mixvid", "caption": "caption"}
+# The release's task names -> vvkit.schema.TASKS.
+AUTHORS_TASKS = {"MCQA": "mcq", "DarkEventInfer": "dark_event", "MixVidQA": "mixvid", "caption": "caption"}
 KNOWN_FIELDS = ("problem", "solution", "problem_type", "video")
 
 _ANSWER = re.compile(r"<answer>(.*?)(?:</answer>|$)", re.DOTALL)
@@ -27,7 +28,7 @@ _INLINE_OPTION = re.compile(r"(?:^|\s)\(?([A-H])[.)]\s+")
 
 
 class DataImportError(ValueError):
-    """A line of the released file cannot be converted (raised only with strict=True)."""
+    """A line of the released file cannot be converted (raised only with strict=True), or no video was found."""
 
 
 @dataclass
@@ -159,9 +160,9 @@ def convert(d: dict, lineno: int, prefix: str, video_root: str, split: str = "tr
     if missing:
         raise ValueError(f"missing field(s) {missing}")
     ptype = d["problem_type"]
-    if ptype not in TASKS:
-        raise ValueError(f"problem_type {ptype!r} is not one of {list(TASKS)}")
-    task = TASKS[ptype]
+    if ptype not in AUTHORS_TASKS:
+        raise ValueError(f"problem_type {ptype!r} is not one of {list(AUTHORS_TASKS)}")
+    task = AUTHORS_TASKS[ptype]
     problem, solution = d["problem"], d["solution"]
     if not isinstance(problem, str) or not problem.strip():
         raise ValueError("empty `problem`")
@@ -240,6 +241,12 @@ def import_vidbridge(path: str | os.PathLike, video_root: str | os.PathLike, str
             if len(report.missing_examples) < 5:
                 report.missing_examples.append(row.video)
     report.rows = len(rows)
+    if rows and not report.videos_found:
+        raise DataImportError(
+            f"{path}: none of the {len(rows)} videos was found; the first is {rows[0].video} (the authors' "
+            f"{rows[0].meta['original_video']!r}, their root {strip_prefix!r} replaced by {str(video_root)!r}). Check "
+            "the authors' root to replace (--strip-prefix, data_synthesis.strip_prefix) and the folder of your "
+            "videos (--video-root, data_synthesis.video_root)")
     return rows, report
 
 
