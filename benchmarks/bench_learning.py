@@ -39,7 +39,8 @@ from vvkit.io import atomic_write_json
 from vvkit.model import build_tiny_policy, count_parameters, load_policy
 from vvkit.schema import load_rows
 from vvkit.synth.build import build_dataset
-from vvkit.train import train, warm_start
+from vvkit.sft import warm_start
+from vvkit.train import train
 
 HERE = Path(__file__).resolve().parent
 FRAMES = {"nframes": 8, "min_pixels": 56 * 56, "max_pixels": 56 * 56, "backend": "decord"}

@@ -35,7 +35,8 @@ from vvkit.config import parse_overrides, read_params, stage_config
 from vvkit.io import atomic_write_json
 from vvkit.rewards import make_judge
 from vvkit.schema import load_rows
-from vvkit.train import start_policy
+from vvkit.data import heldout_rows
+from vvkit.instruct import start_policy
 
 HERE = Path(__file__).resolve().parent
 CONDITIONS = ("video", "blank")  # the targets need the blank control; notebook 04 adds shuffled and no video
@@ -166,7 +167,7 @@ def main() -> None:
     timings: dict = {}
     data, timings["data_s"] = timed(S.build_data, params, root)
     ecfg = stage_config(params, "analysis", run_dir=root, overrides={"progress": False})
-    test = S.heldout_rows(load_rows(data / "test.jsonl"), ecfg.rows_per_task)
+    test = heldout_rows(load_rows(data / "test.jsonl"), ecfg.rows_per_task)
     base = S.arm_config(params, "grpo", args.seeds[0], root / "instruct_run", data)
     instruct, timings["instruct_s"] = timed(start_policy, base)
     profile = profile_grpo(params, root, data, args.profile_steps) if args.profile_steps > 0 else None

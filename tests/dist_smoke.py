@@ -59,7 +59,8 @@ def install_recorder(records: list) -> None:
 
 
 def main(root: Path) -> int:
-    from vvkit.train import process_state, train
+    from vvkit.dist import process_state
+    from vvkit.train import train
 
     torch.set_num_threads(1)
     records: list = []

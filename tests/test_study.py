@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from vvkit import data as D
+from vvkit import instruct as I
 from vvkit import study as S
 from vvkit.config import read_params
 from vvkit.schema import Row, load_rows
@@ -38,16 +40,16 @@ def _params(tmp_path, **grpo) -> dict:
 def test_instruct_key_ignores_the_training_seed_and_rl_settings_but_not_what_shapes_the_policy(tmp_path):
     rows = [_row(i, t, f"v{i}") for i, t in enumerate(S.TASKS * 4)]
     base = S.arm_config(_params(tmp_path), "grpo", 0, tmp_path / "a", tmp_path)
-    key = S.instruct_key(base, rows)
+    key = I.instruct_key(base, rows)
     for seed, over in ((7, {"learning_rate": 1.0, "max_steps": 3, "train_mix": {"mcq": 1}}), (0, {"beta": 0.5})):
-        assert S.instruct_key(S.arm_config(_params(tmp_path, **over), "grpo", seed, tmp_path / "b", tmp_path),
+        assert I.instruct_key(S.arm_config(_params(tmp_path, **over), "grpo", seed, tmp_path / "b", tmp_path),
                               rows) == key
-    assert S.instruct_key(S.arm_config(_params(tmp_path), "no_proxy", 3, tmp_path / "c", tmp_path), rows) == key
+    assert I.instruct_key(S.arm_config(_params(tmp_path), "no_proxy", 3, tmp_path / "c", tmp_path), rows) == key
     for change in ({"instruct_steps": 601}, {"sft_lr": 5e-4}, {"sft_reasoning": "Hmm."}, {"instruct_seed": 1}):
         cfg = S.arm_config(_params(tmp_path, **change), "grpo", 0, tmp_path / "d", tmp_path)
-        assert S.instruct_key(cfg, rows) != key, change
-    assert S.instruct_key(base, rows[1:]) != key
-    assert S.instruct_key(base, rows, steps=400) != key  # each cached stage has its own key
+        assert I.instruct_key(cfg, rows) != key, change
+    assert I.instruct_key(base, rows[1:]) != key
+    assert I.instruct_key(base, rows, steps=400) != key  # each cached stage has its own key
 
 
 def test_default_preset_is_the_study():
@@ -64,7 +66,7 @@ def test_arm_configs_change_only_the_mix_or_the_seed(tmp_path):
     grpo = S.arm_config(params, "grpo", 1, tmp_path / "g", tmp_path)
     no_proxy = S.arm_config(params, "no_proxy", 1, tmp_path / "n", tmp_path)
     assert grpo.seed == 1 and grpo.train_mix == params["grpo_training"]["train_mix"]
-    assert no_proxy.train_mix == S.no_proxy_mix(grpo.train_mix)
+    assert no_proxy.train_mix == D.no_proxy_mix(grpo.train_mix)
     assert sum(no_proxy.train_mix.values()) == sum(grpo.train_mix.values())
     assert grpo.train_data == str(tmp_path / "train.jsonl") and grpo.output_dir == str(tmp_path / "g" / "train" / "grpo")
     with pytest.raises(ValueError, match="arm"):
@@ -74,15 +76,15 @@ def test_arm_configs_change_only_the_mix_or_the_seed(tmp_path):
 def test_grpo_mix_draws_its_counts_and_the_seed_decides_which(pool):
     rows = [r for t in S.TASKS for r in pool[t]]
     mix = {"dark_event": 10, "mixvid": 8, "mcq": 6, "open_ended": 4, "caption": 2}
-    got = S.mixed_rows(rows, mix, seed=0)
+    got = D.mixed_rows(rows, mix, seed=0)
     assert Counter(r.problem_type for r in got) == mix
-    assert [r.id for r in S.mixed_rows(rows, mix, seed=0)] == [r.id for r in got]
-    assert [r.id for r in S.mixed_rows(rows, mix, seed=1)] != [r.id for r in got]
+    assert [r.id for r in D.mixed_rows(rows, mix, seed=0)] == [r.id for r in got]
+    assert [r.id for r in D.mixed_rows(rows, mix, seed=1)] != [r.id for r in got]
 
 
 def test_no_proxy_mix_gives_the_proxy_rows_to_mcq_and_captions():
     mix = {"dark_event": 10, "mixvid": 9, "mcq": 6, "open_ended": 4, "caption": 2}
-    counts = S.no_proxy_mix(mix)
+    counts = D.no_proxy_mix(mix)
     assert counts["dark_event"] == counts["mixvid"] == 0
     assert sum(counts.values()) == sum(mix.values())
     assert counts["mcq"] == 6 + 10 and counts["caption"] == 2 + 9 and counts["open_ended"] == 4
@@ -91,19 +93,19 @@ def test_no_proxy_mix_gives_the_proxy_rows_to_mcq_and_captions():
 def test_mixed_rows_names_the_task_the_rows_lack(pool):
     rows = [r for t in S.TASKS for r in pool[t]]
     with pytest.raises(ValueError, match="caption"):
-        S.mixed_rows(rows, {"caption": 41}, seed=0)
+        D.mixed_rows(rows, {"caption": 41}, seed=0)
     with pytest.raises(ValueError, match="unknown task"):
-        S.mixed_rows(rows, {"captions": 1}, seed=0)
+        D.mixed_rows(rows, {"captions": 1}, seed=0)
 
 
 def test_instruct_rows_hold_single_unedited_clips_of_the_pretraining_half_only():
     rows = [_row(i, t, f"v{i}") for i, t in enumerate(S.TASKS * 20)]
-    got = S.instruct_rows(rows, "I watch.")
-    assert got and {r.problem_type for r in got} <= set(S.INSTRUCT_TASKS)
-    assert all(not r.edits and S.pretraining_videos(r) and r.meta["reasoning"] == "I watch." for r in got)
+    got = D.instruct_rows(rows, "I watch.")
+    assert got and {r.problem_type for r in got} <= set(D.INSTRUCT_TASKS)
+    assert all(not r.edits and D.pretraining_videos(r) and r.meta["reasoning"] == "I watch." for r in got)
     cfg = type("Cfg", (), {"instruct_steps": 1, "train_mix": None, "seed": 0})()
-    rl_videos = {S.video_of(r) for r in S.rl_rows(cfg, rows)}
-    assert rl_videos and not rl_videos & {S.video_of(r) for r in got}
+    rl_videos = {D.video_of(r) for r in D.rl_rows(cfg, rows)}
+    assert rl_videos and not rl_videos & {D.video_of(r) for r in got}
 
 
 def test_study_world_events_stay_visible_after_they_end():
@@ -123,7 +125,7 @@ def test_task_scores_cover_every_task_under_each_condition(tmp_path):
     params["data_synthesis"].update(num_videos=60)
     data = S.build_data(params, tmp_path)
     ecfg = stage_config(params, "analysis", run_dir=str(tmp_path), overrides={"max_new_tokens": 8, "progress": False})
-    test = S.heldout_rows(load_rows(data / "test.jsonl"), 2)
+    test = D.heldout_rows(load_rows(data / "test.jsonl"), 2)
     assert Counter(r.problem_type for r in test) == {t: 2 for t in S.TASKS}
     policy = build_tiny_policy(tmp_path / "micro", seed=0, size="micro")
     scores = S.task_scores(str(policy), test, ecfg)
@@ -132,14 +134,15 @@ def test_task_scores_cover_every_task_under_each_condition(tmp_path):
         top = 2.0 if task == "dark_event" else 1.0
         assert 0.0 <= s["score"] <= top and 0.0 <= s["blank"] <= top and 0.0 <= s["format_rate"] <= 1.0
     with pytest.raises(ValueError, match="held-out"):
-        S.heldout_rows(test, 3)
+        D.heldout_rows(test, 3)
 
 
 def test_instruct_start_is_built_in_stages_cached_and_grpo_trains_on_the_mix(tmp_path):
     """End to end at micro scale: two one-step instruct stages, a cache hit on the second call, GRPO on the mix from
     the RL half of the videos, the SFT control on the same rows."""
     from vvkit.model import build_tiny_policy
-    from vvkit.train import load_split, start_policy
+    from vvkit.data import load_split
+    from vvkit.instruct import start_policy
 
     params = _params(tmp_path, instruct_steps=2, instruct_stage_steps=1, sft_batch_size=2, max_steps=1,
                      per_device_train_batch_size=4, num_generations=2, max_completion_length=6,
@@ -150,8 +153,8 @@ def test_instruct_start_is_built_in_stages_cached_and_grpo_trains_on_the_mix(tmp
     cfg = S.arm_config(params, "grpo", 0, tmp_path / "grpo", data)
     first = start_policy(cfg)
     stages = sorted(p.name for p in (tmp_path / "cache").iterdir())
-    assert len(stages) == 2 and first == S.instruct_folder(cfg, S.instruct_key(
-        cfg, S.instruct_rows(load_split(cfg), cfg.sft_reasoning))) / "train" / "warm_start" / "policy"
+    assert len(stages) == 2 and first == I.instruct_folder(cfg, I.instruct_key(
+        cfg, D.instruct_rows(load_split(cfg), cfg.sft_reasoning))) / "train" / "warm_start" / "policy"
     stamp = (first / "warm_start.json").stat().st_mtime_ns
     assert start_policy(cfg) == first and (first / "warm_start.json").stat().st_mtime_ns == stamp  # cached
     final = S.run_arm(cfg, "grpo")
@@ -160,7 +163,7 @@ def test_instruct_start_is_built_in_stages_cached_and_grpo_trains_on_the_mix(tmp
     sft = S.arm_config(params, "sft", 0, tmp_path / "sft", data)
     S.run_arm(sft, "sft")
     sft_rows = load_rows(tmp_path / "sft" / "sft_rows.jsonl")
-    assert [r.id for r in sft_rows] == [r.id for r in S.rl_rows(cfg, load_split(cfg))]
+    assert [r.id for r in sft_rows] == [r.id for r in D.rl_rows(cfg, load_split(cfg))]
     assert all(r.meta["reasoning"] == cfg.sft_reasoning for r in sft_rows)
 
 
@@ -183,6 +186,6 @@ def test_instruct_key_follows_the_videos_content_not_their_folder(tmp_path):
     for folder, payload in (("one", b"x" * 10), ("two", b"x" * 10), ("three", b"x" * 11)):
         (tmp_path / folder).mkdir()
         (tmp_path / folder / "v0.mp4").write_bytes(payload)
-        keys.append(S.instruct_key(cfg, [Row(id="r0", video=str(tmp_path / folder / "v0.mp4"), problem="q",
+        keys.append(I.instruct_key(cfg, [Row(id="r0", video=str(tmp_path / folder / "v0.mp4"), problem="q",
                                              solution="red", problem_type="mcq")]))
     assert keys[0] == keys[1] != keys[2]

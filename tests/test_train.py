@@ -68,7 +68,8 @@ def make_cfg(world, name, **kw):
 
 
 def make_trainer(world, cfg, rewards=(varied_reward,), rows=None, model=None):
-    from vvkit.train import grpo_dataset, lora_config
+    from vvkit.data import grpo_dataset
+    from vvkit.train import lora_config
     from vvkit.grpo_trainer import VideoGRPOTrainer
 
     if model is None:
@@ -256,7 +257,7 @@ def test_tgrpo_rewards_correct_ordered_answers_only_when_order_helps(world, orde
 
 
 def test_tgrpo_samples_on_shuffled_frames(world):
-    from vvkit import trainer as T
+    from vvkit import grpo_trainer as T
 
     seen = []
     cfg = make_cfg(world, "tgrpo_frames", tgrpo=True, max_steps=1)
@@ -275,18 +276,21 @@ def test_tgrpo_samples_on_shuffled_frames(world):
     assert T.temporal_reward([1, 2]) == [None, None]
 
 
-def test_difficulty_filter_drops_rows_all_k_samples_get_right(world):
-    from vvkit.difficulty import filter_by_difficulty
+def test_difficulty_filter_drops_rows_all_k_samples_get_right(world, monkeypatch):
+    from vvkit import difficulty as D
+    from vvkit.evaluate import sample_and_score
 
     calls = []
 
-    def is_correct(text, row):
-        calls.append(row.id)
-        return row.id == "m0"  # always right on m0, never elsewhere
+    def scored(model, processor, rows, rewards, frames, n=1, **kw):  # the real sampler, a scripted verdict
+        groups = sample_and_score(model, processor, rows, rewards, frames, n=n, **kw)
+        calls.extend(r.id for r, g in zip(rows, groups) for _ in g)
+        return [[{**s, "correct": r.id == "m0"} for s in g] for r, g in zip(rows, groups)]  # always right on m0
 
+    monkeypatch.setattr(D, "sample_and_score", scored)
+    model, processor = load_policy(world["policy"])
     rows = [Row(**r.to_dict()) for r in world["rows"]]
-    kept = filter_by_difficulty(str(world["policy"]), rows, k=3, frames=FRAMES, max_new_tokens=4,
-                                correct=is_correct)
+    kept = D.filter_by_difficulty(model, processor, rows, {}, FRAMES, k=3, max_new_tokens=4, batch_size=2)
     assert [r.id for r in kept] == ["m1", "o2", "o1"]
     assert calls.count("m0") == 3 and len(calls) == 12
     assert kept[0].meta["difficulty"] == {"k": 3, "correct": 0}

@@ -33,7 +33,7 @@ class GatedAdd:
 
 @pytest.mark.parametrize("ordered,bonus", [(1.0, 0.0), (2.0, 0.3)])
 def test_tgrpo_with_gate_add_counts_the_task_score_not_the_format_point(world, monkeypatch, ordered, bonus):
-    from vvkit import trainer as T
+    from vvkit import grpo_trainer as T
 
     monkeypatch.setattr(T, "format_reward", lambda texts, strict_format=True: [1.0] * len(texts))  # all well-formed
     acc = GatedAdd(ordered, 1.0)  # 1.0 = format 1 + task 0: a well-formed wrong answer
@@ -72,7 +72,7 @@ def test_logprob_pass_refuses_video_placeholders_without_a_video_batch(world):
 
 
 def test_lora_adapter_merges_into_a_loadable_policy(world, tmp_path):
-    from vvkit.train import merge_adapter
+    from vvkit.model import merge_adapter
 
     trainer = make_trainer(world, make_cfg(world, "lora_merge", lora={"r": 4, "lora_alpha": 8}, learning_rate=5e-2,
                                            max_steps=1))
@@ -163,15 +163,20 @@ def _caption_rows(world):
     return rows
 
 
-def test_difficulty_filter_drops_captions_whose_f1_barely_varies(world):
-    from vvkit.difficulty import filter_by_difficulty, spread
+def test_difficulty_filter_drops_captions_whose_f1_barely_varies(world, monkeypatch):
+    from vvkit import difficulty as D
 
-    scores = {"c_flat": iter([0.5, 0.55, 0.5, 0.45, 0.5]), "c_spread": iter([0.0, 0.9, 0.1, 0.8, 0.5])}
-    kept = filter_by_difficulty(str(world["policy"]), _caption_rows(world), k=5, frames=FRAMES, max_new_tokens=2,
-                                correct=lambda text, row: row.id == "m0", f1=lambda text, row: next(scores[row.id]))
+    f1s = {"c_flat": [0.5, 0.55, 0.5, 0.45, 0.5], "c_spread": [0.0, 0.9, 0.1, 0.8, 0.5]}
+
+    def scored(model, processor, rows, rewards, frames, n=1, **kw):
+        return [[{"correct": r.id == "m0", "f1": f1s[r.id][j] if r.id in f1s else None} for j in range(n)]
+                for r in rows]
+
+    monkeypatch.setattr(D, "sample_and_score", scored)
+    kept = D.filter_by_difficulty(None, None, _caption_rows(world), {}, FRAMES, k=5, judge=object())
     assert [r.id for r in kept] == ["m1", "c_spread"]  # m0: all 5 right; c_flat: F1 std 0.03 < 0.2
-    assert kept[1].meta["difficulty"]["f1_std"] == pytest.approx(spread([0.0, 0.9, 0.1, 0.8, 0.5]), abs=1e-6)
-    assert spread([0.0, 1.0]) == 0.5 and spread([0.3] * 5) == 0.0
+    assert kept[1].meta["difficulty"]["f1_std"] == pytest.approx(D.spread(f1s["c_spread"]), abs=1e-6)
+    assert D.spread([0.0, 1.0]) == 0.5 and D.spread([0.3] * 5) == 0.0
     with pytest.raises(ConfigError, match="difficulty_caption_spread"):
         TrainConfig(run_dir="x", difficulty_caption_spread=0.7)
 
@@ -179,20 +184,22 @@ def test_difficulty_filter_drops_captions_whose_f1_barely_varies(world):
 def test_filtered_rows_are_computed_once_and_reused_when_settings_match(world, monkeypatch):
     from vvkit import difficulty as D
 
-    calls = []
+    calls, loads = [], []
 
-    def fake(policy, rows, **kw):
-        calls.append(kw)
+    def fake(model, processor, rows, rewards, frames, **kw):
+        calls.append({"rewards": rewards, **kw})
         return rows[1:]
 
     monkeypatch.setattr(D, "filter_by_difficulty", fake)
-    cfg = make_cfg(world, "filter_reuse", difficulty_filter_k=3)
+    monkeypatch.setattr(D, "load_policy", lambda policy, **kw: loads.append(kw) or (None, None))
+    cfg = make_cfg(world, "filter_reuse", difficulty_filter_k=3, rewards={"open_ended_metric": "judge"})
     rows = [Row(**r.to_dict()) for r in world["rows"]]
-    first = D.filtered_rows(cfg, world["policy"], rows, lambda: None)
-    again = D.filtered_rows(cfg, world["policy"], rows, lambda: None)
+    first = D.filtered_rows(cfg, world["policy"], rows)
+    again = D.filtered_rows(cfg, world["policy"], rows)
     assert len(calls) == 1 and [r.id for r in again] == [r.id for r in first] == [r.id for r in rows[1:]]
-    assert calls[0]["dtype"] == torch.float32 and str(calls[0]["device"]) == "cpu"  # the run's device and dtype
+    assert loads[0]["dtype"] == torch.float32 and str(loads[0]["device"]) == "cpu"  # the run's device and dtype
+    assert calls[0]["rewards"].open_ended_metric == "judge"  # the run's reward settings, not the scorer's own
     saved = json.loads((cfg_dir := __import__("pathlib").Path(cfg.output_dir)).joinpath(D.SETTINGS_FILE).read_text())
     assert saved["settings"]["k"] == 3 and (cfg_dir / D.FILTERED_FILE).is_file()
-    D.filtered_rows(make_cfg(world, "filter_reuse", difficulty_filter_k=4), world["policy"], rows, lambda: None)
+    D.filtered_rows(make_cfg(world, "filter_reuse", difficulty_filter_k=4), world["policy"], rows)
     assert len(calls) == 2  # other settings: recomputed

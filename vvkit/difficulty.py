@@ -9,10 +9,12 @@ Why a standard deviation: the paper calls the statistic a "variance" with thresh
 a variance reaches 0.25 only when half the samples score 0 and half 1, so 0.2 would drop nearly every caption; as a
 standard deviation (at most 0.5) 0.2 keeps the captions whose scores really spread, which is the stated purpose.
 
-Sampling goes through the one generation loop (`vvkit.rollout`), scoring through the evaluation scorer (the rewards'
-parser and judges). In a run of several processes the filter runs once, on the main process (on its accelerator, in
-bf16 when the run is bf16), and the kept rows are broadcast, so every rank trains on the same list; a run that finds
-the filtered rows of the same settings (`<output_dir>/train_filtered.jsonl` + `difficulty.json`) reuses them.
+Sampling and scoring go through `vvkit.evaluate.sample_and_score` with the run's reward settings, a few rows at a time
+(rows are encoded as they are needed, never all up front). The filter is a distributed stage: under `torchrun` or
+`accelerate launch` every rank loads the start policy whole (outside DeepSpeed ZeRO-3's partitioned init, which would
+issue collectives that ranks with other work never join), samples its own shard of the rows, and the kept rows are
+gathered in the original order, so every rank trains on the same list. A run that finds the filtered rows of the
+same settings (`<output_dir>/train_filtered.jsonl` + `difficulty.json`) reuses them.
 """
 from __future__ import annotations
 
@@ -20,27 +22,19 @@ import hashlib
 import json
 import statistics
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
-from vvkit.rollout import sample_rows
-from vvkit.schema import Row
+import torch
+
+from vvkit.dist import process_state, whole_model_init
+from vvkit.evaluate import sample_and_score
+from vvkit.io import atomic_write_json
+from vvkit.model import load_policy
+from vvkit.rewards import RewardConfig, make_judge
+from vvkit.schema import Row, load_rows, save_rows
 
 FILTERED_FILE = "train_filtered.jsonl"
 SETTINGS_FILE = "difficulty.json"
-
-
-def is_correct(text: str, row: Row, judge: Any = None, **settings: Any) -> bool:
-    """Whether a completion answers the row correctly, by the evaluation scorer (same parser and judges as rewards)."""
-    from vvkit.rewards import score_completion
-
-    return bool(score_completion(text, row.to_dict(), judge, **settings)["correct"])
-
-
-def caption_f1(text: str, row: Row, judge: Any = None, **settings: Any) -> float:
-    """AutoDQ F1 of a caption completion (0 when malformed), by the evaluation scorer."""
-    from vvkit.rewards import score_completion
-
-    return float(score_completion(text, row.to_dict(), judge, **settings).get("f1") or 0.0)
 
 
 def spread(values: Sequence[float]) -> float:
@@ -48,80 +42,96 @@ def spread(values: Sequence[float]) -> float:
     return statistics.pstdev(values) if len(values) > 1 else 0.0
 
 
-def filter_by_difficulty(policy: Any, rows: Sequence[Row], k: int = 5, temperature: float = 1.0,
-                         frames: dict | None = None, judge: Any = None, max_new_tokens: int = 64,
-                         correct: Callable[[str, Row], bool] | None = None, caption_spread: float = 0.2,
-                         f1: Callable[[str, Row], float] | None = None, dtype: Any = None,
-                         device: Any = None) -> list[Row]:
-    """Sample k completions per row; keep non-caption rows where fewer than k are correct and caption rows whose
-    F1 standard deviation is >= `caption_spread` (0 keeps every caption). `policy` is a folder (loaded in `dtype`
-    on `device`) or a (model, processor) pair; `correct(text, row)` and `f1(text, row)` default to the evaluation
-    scorer. Kept rows carry `meta['difficulty']` ({k, correct} or {k, f1_std})."""
-    from vvkit.model import load_policy
+def verdict(row: Row, scored: Sequence[dict], caption_spread: float) -> dict | None:
+    """`meta['difficulty']` of a row worth keeping given its k scored completions, or None to drop it."""
+    k = len(scored)
+    if row.problem_type == "caption":
+        std = spread([float(s.get("f1") or 0.0) for s in scored])
+        return {"k": k, "f1_std": round(std, 6)} if std >= caption_spread else None
+    n_correct = sum(bool(s["correct"]) for s in scored)
+    return {"k": k, "correct": n_correct} if n_correct < k else None
 
-    model, processor = (load_policy(policy, dtype=dtype, device=device) if isinstance(policy, (str, Path))
-                        else policy)
-    samples = sample_rows(model, processor, rows, frames, n=k, temperature=temperature, max_new_tokens=max_new_tokens)
-    check = correct or (lambda text, row: is_correct(text, row, judge))
-    score = f1 or (lambda text, row: caption_f1(text, row, judge))
+
+def filter_by_difficulty(model: Any, processor: Any, rows: Sequence[Row], rewards: RewardConfig | dict,
+                         frames: dict | None, k: int = 5, temperature: float = 1.0, max_new_tokens: int = 64,
+                         caption_spread: float = 0.2, judge: Any = None, batch_size: int = 8) -> list[Row]:
+    """Sample k completions per row, score them with the run's `rewards`, keep the rows `verdict` keeps (with
+    `meta['difficulty']`: {k, correct} or {k, f1_std}); `batch_size` rows are encoded and sampled at a time."""
+    judge = judge if judge is not None else make_judge(**(rewards.settings() if isinstance(rewards, RewardConfig)
+                                                          else rewards))
     kept = []
-    for row, texts in zip(rows, samples):
-        if row.problem_type == "caption":
-            std = spread([float(score(t, row)) for t in texts])
-            if std >= caption_spread:
-                row.meta = {**row.meta, "difficulty": {"k": k, "f1_std": round(std, 6)}}
+    for start in range(0, len(rows), batch_size):
+        chunk = rows[start:start + batch_size]
+        groups = sample_and_score(model, processor, chunk, rewards, frames, n=k, temperature=temperature,
+                                  max_new_tokens=max_new_tokens, judge=judge, batch_size=batch_size)
+        for row, scored in zip(chunk, groups):
+            v = verdict(row, scored, caption_spread)
+            if v is not None:
+                row.meta = {**row.meta, "difficulty": v}
                 kept.append(row)
-            continue
-        n_correct = sum(bool(check(t, row)) for t in texts)
-        if n_correct < k:
-            row.meta = {**row.meta, "difficulty": {"k": k, "correct": n_correct}}
-            kept.append(row)
     return kept
 
 
 def filter_settings(cfg: Any, policy: Path, rows: Sequence[Row]) -> dict:
-    """What the filter's result depends on: a saved result with other settings is recomputed, never reused."""
+    """What the filter's result depends on: a saved result with other settings is recomputed, never reused. The
+    process count is part of it (each rank samples its shard with its own seed)."""
     digest = hashlib.sha256(json.dumps([r.to_dict() for r in rows], sort_keys=True, default=str).encode())
+    rewards = cfg.reward_config().settings()
     return {"k": cfg.difficulty_filter_k, "temperature": cfg.difficulty_filter_temperature,
             "caption_spread": cfg.difficulty_caption_spread, "caption_spread_kind": "population std of AutoDQ F1",
             "max_new_tokens": cfg.max_completion_length, "frames": cfg.frames, "seed": cfg.seed, "bf16": bool(cfg.bf16),
-            "policy": str(policy), "rewards": cfg.reward_config().settings(cfg.run_dir),
-            "rows_sha256": digest.hexdigest()[:16]}
+            "policy": str(policy), "rewards": {k: v for k, v in rewards.items() if k != "judge_cache"},
+            "processes": int(process_state(cfg).num_processes), "rows_sha256": digest.hexdigest()[:16]}
 
 
-def filtered_rows(cfg: Any, policy: Path, rows: Sequence[Row], judge_factory: Callable[[], Any]) -> list[Row]:
-    """The difficulty-filtered training rows for a run: computed once on the main process (or reused from
-    `<output_dir>/train_filtered.jsonl` when `difficulty.json` holds the same settings) and broadcast to the other
-    processes, so every rank sees the same rows in the same order."""
-    import torch
-    from accelerate.utils import broadcast_object_list
+def _saved(cfg: Any, settings: dict) -> list[Row] | None:
+    out = Path(cfg.output_dir)
+    marker, saved = out / SETTINGS_FILE, out / FILTERED_FILE
+    if marker.is_file() and saved.is_file() and json.loads(marker.read_text()).get("settings") == settings:
+        return load_rows(saved)
+    return None
 
-    from vvkit.io import atomic_write_json
-    from vvkit.schema import load_rows, save_rows
-    from vvkit.train import process_state
+
+def filtered_rows(cfg: Any, policy: Path, rows: Sequence[Row]) -> list[Row]:
+    """The difficulty-filtered training rows of a run, computed by every process on its shard (`rows[rank::world]`)
+    and gathered in the original order, or reused from `<output_dir>/train_filtered.jsonl` when `difficulty.json`
+    holds the same settings. Every process returns the same list."""
+    from accelerate.utils import broadcast_object_list, gather_object
 
     state = process_state(cfg)
-    records: list[dict] | None = None
+    settings = json.loads(json.dumps(filter_settings(cfg, policy, rows), default=str))
+    box = [None]
+    if state.is_main_process:
+        reused = _saved(cfg, settings)
+        box = [None if reused is None else [r.to_dict() for r in reused]]
+    if state.num_processes > 1:
+        broadcast_object_list(box, from_process=0)
+    if box[0] is not None:
+        print(f"[vvkit] difficulty filter: reusing {Path(cfg.output_dir) / FILTERED_FILE} ({len(box[0])} of "
+              f"{len(rows)} rows, same settings)")
+        return [Row(**r) for r in box[0]]
+
+    rank, world = state.process_index, state.num_processes
+    mine = list(range(rank, len(rows), world))
+    torch.manual_seed(cfg.seed + rank)
+    with whole_model_init():  # a whole copy per process: no ZeRO-3 collectives while shards differ in length
+        model, processor = load_policy(policy, dtype=torch.bfloat16 if cfg.bf16 else torch.float32,
+                                       device=state.device)
+    kept = filter_by_difficulty(model, processor, [Row(**rows[i].to_dict()) for i in mine], cfg.reward_config(),
+                                cfg.frames, k=cfg.difficulty_filter_k, temperature=cfg.difficulty_filter_temperature,
+                                max_new_tokens=cfg.max_completion_length, caption_spread=cfg.difficulty_caption_spread,
+                                judge=make_judge(**cfg.reward_config().settings(cfg.run_dir)))
+    del model
+    index = {r.id: i for i, r in zip(mine, [rows[i] for i in mine])}
+    pairs = [(index[r.id], r.to_dict()) for r in kept]
+    if world > 1:
+        pairs = gather_object(pairs)
+    kept_all = [Row(**d) for _, d in sorted(pairs, key=lambda p: p[0])]
     if state.is_main_process:
         out = Path(cfg.output_dir)
-        settings = json.loads(json.dumps(filter_settings(cfg, policy, rows), default=str))
-        marker, saved = out / SETTINGS_FILE, out / FILTERED_FILE
-        if marker.is_file() and saved.is_file() and json.loads(marker.read_text()).get("settings") == settings:
-            kept = load_rows(saved)
-            print(f"[vvkit] difficulty filter: reusing {saved} ({len(kept)} of {len(rows)} rows, same settings)")
-        else:
-            torch.manual_seed(cfg.seed)
-            kept = filter_by_difficulty(
-                str(policy), [Row(**r.to_dict()) for r in rows], k=cfg.difficulty_filter_k, frames=cfg.frames,
-                temperature=cfg.difficulty_filter_temperature, judge=judge_factory(),
-                max_new_tokens=cfg.max_completion_length, caption_spread=cfg.difficulty_caption_spread,
-                dtype=torch.bfloat16 if cfg.bf16 else torch.float32, device=state.device)
-            save_rows(kept, saved)
-            atomic_write_json(marker, {"settings": settings, "kept": len(kept), "of": len(rows)})
-            print(f"[vvkit] difficulty filter: kept {len(kept)} of {len(rows)} rows -> {saved}")
-        records = [r.to_dict() for r in kept]
-    if state.num_processes > 1:
-        box = [records]
-        broadcast_object_list(box, from_process=0)
-        records = box[0]
-    return [Row(**r) for r in records]
+        save_rows(kept_all, out / FILTERED_FILE)
+        atomic_write_json(out / SETTINGS_FILE, {"settings": settings, "kept": len(kept_all), "of": len(rows)})
+        print(f"[vvkit] difficulty filter: kept {len(kept_all)} of {len(rows)} rows over {world} process(es) -> "
+              f"{out / FILTERED_FILE}")
+    state.wait_for_everyone()
+    return kept_all

@@ -244,3 +244,45 @@ def count_parameters(model: torch.nn.Module) -> dict[str, int]:
         vision += p.numel() if "visual." in name else 0
         trainable += p.numel() if p.requires_grad else 0
     return {"total": total, "vision": vision, "language": total - vision, "trainable": trainable}
+
+
+# ---- saving and merging a trained policy ------------------------------------------------------------------------
+POLICY_FILES = ("preprocessor_config.json", "video_preprocessor_config.json", "chat_template.jinja")
+
+
+def save_policy(trainer: Any, processor: Any, out: Path, source: Path) -> Path:
+    """Save the trained model where `load_policy` reads it: weights (LoRA merged), tokenizer and the processor files
+    of the source policy (the processor is built in code, see vvkit.processing). Under DeepSpeed the in-memory LoRA
+    model is sharded, so the main process merges the saved adapter into a fresh CPU copy of the source instead."""
+    from peft import PeftModel
+
+    model = trainer.accelerator.unwrap_model(trainer.model)
+    main = trainer.accelerator.is_main_process
+    if isinstance(model, PeftModel):
+        trainer.save_model(str(out / "adapter"))
+        trainer.accelerator.wait_for_everyone()  # every shard of the adapter is written
+        if main and trainer.is_deepspeed_enabled:
+            merge_adapter(source, out / "adapter", out)
+        elif main:
+            model.merge_and_unload().save_pretrained(str(out))
+    else:
+        trainer.save_model(str(out))
+    if main:
+        processor.tokenizer.save_pretrained(str(out))
+        for name in POLICY_FILES:
+            if (source / name).exists():
+                (out / name).write_bytes((source / name).read_bytes())
+    trainer.accelerator.wait_for_everyone()  # no process returns a folder the main process is still writing
+    return out
+
+
+def merge_adapter(source: str | Path, adapter: str | Path, out: str | Path) -> Path:
+    """Base policy `source` + LoRA adapter folder `adapter`, merged on the CPU and saved to `out` (peft's
+    `merge_and_unload`); the weights keep the source checkpoint's dtype."""
+    from peft import PeftModel
+    from transformers import Qwen2_5_VLForConditionalGeneration
+
+    base = Qwen2_5_VLForConditionalGeneration.from_pretrained(str(source), dtype="auto", local_files_only=True)
+    merged = PeftModel.from_pretrained(base, str(adapter)).merge_and_unload()
+    merged.save_pretrained(str(out))
+    return Path(out)

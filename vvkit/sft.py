@@ -10,6 +10,9 @@ from typing import Any
 import torch
 
 from vvkit.callbacks import MetricsLogger, ProgressLines
+from vvkit.data import grpo_dataset, load_split, with_reasoning
+from vvkit.dist import resolve_policy
+from vvkit.model import load_policy, save_policy
 from vvkit.io import atomic_write_json
 from vvkit.rollout import PromptCache, special_ids, token_types, video_inputs, video_lists
 from vvkit.rundir import RunDir
@@ -75,10 +78,6 @@ def warm_start(cfg: TrainConfig, callbacks: list | None = None) -> Path:
     """SFT on template reasoning (`sft_target`) for `sft_steps` steps, so RL starts from a policy that knows the
     format (Video-R1's SFT cold start; VersaVid-R1 has none). A finished warm start with the same settings is reused."""
     from trl import SFTConfig, SFTTrainer
-
-    from vvkit.model import load_policy
-    from vvkit.study import with_reasoning
-    from vvkit.train import grpo_dataset, load_split, resolve_policy, save_policy
 
     out, final = RunDir(cfg.run_dir).stage("warm_start"), RunDir(cfg.run_dir).final("warm_start")
     marker = final / "warm_start.json"

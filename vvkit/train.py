@@ -11,137 +11,30 @@ refused with a message (HF `generate` batches all G completions of a prompt in o
 from __future__ import annotations
 
 import argparse
-import contextlib
 import copy
 import sys
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable
 
 import torch
 
 from vvkit.budget import estimate_memory, format_memory, uses_deepspeed, weights_in_bf16
 from vvkit.callbacks import ConfigInCheckpoint, LivePlot, MetricsLogger, PolicyEval, ProgressLines
 from vvkit.config import ConfigError, parse_overrides
-from vvkit.io import atomic_write_json
-from vvkit.prompts import row_to_messages
-from vvkit.rundir import RunDir
-from vvkit.sft import warm_start
-from vvkit.schema import Row, load_rows, save_rows, to_dataset
+from vvkit.data import grpo_dataset, load_split, rl_rows
+from vvkit.difficulty import filtered_rows
+from vvkit.dist import process_state
 from vvkit.grpo_config import TrainConfig, load_train_config
 from vvkit.grpo_trainer import VideoGRPOTrainer
+from vvkit.instruct import start_policy
+from vvkit.io import atomic_write_json
+from vvkit.model import load_policy, save_policy
+from vvkit.rewards import get_reward_funcs, make_judge
+from vvkit.rundir import RunDir
 
-POLICY_FILES = ("preprocessor_config.json", "video_preprocessor_config.json", "chat_template.jinja")
 
 
 # ---- policy and data -----------------------------------------------------------------------------------------------
-def process_state(cfg: TrainConfig) -> Any:
-    """accelerate's PartialState as the Trainer will see it. On CPU a bare `PartialState()` under torchrun sets up
-    one process per rank (each its own main), so the config's own device setup (`use_cpu`, the gloo backend,
-    `ddp_timeout`) must run first; `cfg.world_size` triggers it."""
-    from accelerate import PartialState
-
-    if cfg.world_size > 1 and uses_deepspeed(cfg):
-        import deepspeed
-        import torch.distributed as dist
-
-        # DeepSpeed's own communicator must know the process group before ZeRO-3 partitions a model at load time
-        # (accelerate sets it up for GPUs; with gloo on CPU it would count one process and refuse the batch sizes)
-        deepspeed.init_distributed(dist_backend=dist.get_backend() if dist.is_initialized() else None)
-    return PartialState()
-
-
-@contextlib.contextmanager
-def whole_model_init() -> Any:
-    """Build a model whole, outside DeepSpeed ZeRO-3's partitioned init: transformers enters `zero.Init` for every
-    model it creates while a ZeRO-3 config is live, which a build on one process (the tiny policy, written by the
-    main process while the others wait) must not do."""
-    from transformers.integrations import deepspeed as hf_ds
-
-    ref = hf_ds._hf_deepspeed_config_weak_ref
-    live = ref() if ref is not None else None
-    hf_ds.unset_hf_deepspeed_config()
-    try:
-        yield
-    finally:
-        if live is not None:
-            hf_ds.set_hf_deepspeed_config(live)
-
-
-def resolve_policy(cfg: TrainConfig) -> Path:
-    """The starting policy folder: `cfg.policy`, or the tiny offline policy built once at <run_dir>/policy/tiny (on
-    the main process; the other processes wait for it and then read the same folder)."""
-    if cfg.policy:
-        return Path(cfg.policy)
-    from vvkit.model import build_tiny_policy
-
-    with process_state(cfg).main_process_first(), whole_model_init():
-        return build_tiny_policy(RunDir(cfg.run_dir).tiny_policy, seed=cfg.seed)
-
-
-def start_policy(cfg: TrainConfig, rows: Sequence[Row] | None = None) -> Path:
-    """The policy GRPO starts from: the cached instruct policy (instruct_steps > 0, `vvkit.study`), the SFT warm start
-    (sft_steps > 0), or `resolve_policy`; built here when missing."""
-    if cfg.instruct_steps > 0:
-        from vvkit.study import build_instruct
-
-        return build_instruct(cfg, load_split(cfg, "train") if rows is None else rows)
-    return warm_start(cfg) if cfg.sft_steps > 0 else resolve_policy(cfg)
-
-
-def load_split(cfg: TrainConfig, split: str = "train") -> list[Row]:
-    """Rows of `train_data` / `eval_data` (default <run_dir>/data/{train,test}.jsonl), validated."""
-    given = cfg.train_data if split == "train" else cfg.eval_data
-    path = Path(given or RunDir(cfg.run_dir).rows("train" if split == "train" else "test"))
-    if not path.exists():
-        raise FileNotFoundError(f"{path}: no {split} rows. Build them with notebook 01 (`vvkit run --only 1`) or set "
-                                f"grpo_training.{'train' if split == 'train' else 'eval'}_data to a rows JSONL")
-    rows = load_rows(path)
-    return rows[: cfg.max_train_rows] if split == "train" and cfg.max_train_rows else rows
-
-
-def grpo_dataset(rows: Sequence[Row]) -> Any:
-    """Rows as a `datasets.Dataset` with TRL's `prompt` column (chat messages) next to the schema columns."""
-    return to_dataset(list(rows)).add_column("prompt", [row_to_messages(r) for r in rows])
-
-
-def save_policy(trainer: Any, processor: Any, out: Path, source: Path) -> Path:
-    """Save the trained model where `load_policy` reads it: weights (LoRA merged), tokenizer and the processor files
-    of the source policy (the processor is built in code, see vvkit.processing). Under DeepSpeed the in-memory LoRA
-    model is sharded, so the main process merges the saved adapter into a fresh CPU copy of the source instead."""
-    from peft import PeftModel
-
-    model = trainer.accelerator.unwrap_model(trainer.model)
-    main = trainer.accelerator.is_main_process
-    if isinstance(model, PeftModel):
-        trainer.save_model(str(out / "adapter"))
-        trainer.accelerator.wait_for_everyone()  # every shard of the adapter is written
-        if main and trainer.is_deepspeed_enabled:
-            merge_adapter(source, out / "adapter", out)
-        elif main:
-            model.merge_and_unload().save_pretrained(str(out))
-    else:
-        trainer.save_model(str(out))
-    if main:
-        processor.tokenizer.save_pretrained(str(out))
-        for name in POLICY_FILES:
-            if (source / name).exists():
-                (out / name).write_bytes((source / name).read_bytes())
-    trainer.accelerator.wait_for_everyone()  # no process returns a folder the main process is still writing
-    return out
-
-
-def merge_adapter(source: str | Path, adapter: str | Path, out: str | Path) -> Path:
-    """Base policy `source` + LoRA adapter folder `adapter`, merged on the CPU and saved to `out` (peft's
-    `merge_and_unload`); the weights keep the source checkpoint's dtype."""
-    from peft import PeftModel
-    from transformers import Qwen2_5_VLForConditionalGeneration
-
-    base = Qwen2_5_VLForConditionalGeneration.from_pretrained(str(source), dtype="auto", local_files_only=True)
-    merged = PeftModel.from_pretrained(base, str(adapter)).merge_and_unload()
-    merged.save_pretrained(str(out))
-    return Path(out)
-
-
 def weight_dtypes(cfg: TrainConfig) -> tuple[torch.dtype, torch.dtype]:
     """(policy, reference) weight dtypes, by `vvkit.budget.weights_in_bf16`: a bf16 run keeps bf16 weights (so
     rollouts and their KV cache are bf16) under DeepSpeed (fp32 master weights live in its optimizer) and with
@@ -195,11 +88,6 @@ def train(cfg: TrainConfig, callbacks: list | None = None, eval_fn: Callable | N
     `eval_every` steps (see `vvkit.evaluate.accuracy_hook`); checkpoints every `save_steps`; `resume_from_checkpoint` resumes."""
     from transformers import set_seed
 
-    from vvkit.difficulty import filtered_rows
-    from vvkit.model import load_policy
-    from vvkit.rewards import get_reward_funcs, make_judge
-    from vvkit.study import rl_rows
-
     set_seed(cfg.seed)
     out, run, rewards = Path(cfg.output_dir), RunDir(cfg.run_dir), cfg.reward_config()
     print(f"[vvkit] {out}: {cfg.prompts_per_step():g} prompts x G={cfg.num_generations} per step, "
@@ -216,8 +104,8 @@ def train(cfg: TrainConfig, callbacks: list | None = None, eval_fn: Callable | N
 
     # ---- data: the mix per task, optionally without the rows the starting policy already always gets right ----
     rows = rl_rows(cfg, rows)
-    if cfg.difficulty_filter_k > 0:  # once, on the main process; the kept rows are broadcast
-        rows = filtered_rows(cfg, start, rows, lambda: make_judge(**rewards.settings(cfg.run_dir)))
+    if cfg.difficulty_filter_k > 0:  # every process samples its shard; the kept rows are gathered
+        rows = filtered_rows(cfg, start, rows)
         set_seed(cfg.seed)  # the filter drew samples on the main process only: every rank starts alike again
     eval_ds = grpo_dataset(load_split(cfg, "eval")) if cfg.eval_strategy != "no" else None
 
