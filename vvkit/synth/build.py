@@ -19,7 +19,7 @@ from tqdm.auto import tqdm
 
 from vvkit.io import atomic_write_json, atomic_write_jsonl
 from vvkit.prompts import CAPTION_PROMPT, PROMPT_VERSION
-from vvkit.schema import SPLITS, Row, save_rows
+from vvkit.schema import SPLITS, TASKS, Row, save_rows
 from vvkit.synth import questions as Q
 from vvkit.synth.adapters import FORMATS, AnnotatedVideo, steps_paragraph
 from vvkit.synth.dark_event import DarkEventSettings, event_reasons, make_dark_event_row, nominal_times
@@ -67,9 +67,9 @@ def output_dir(cfg: SynthConfig) -> Path:
 def _check(cfg: SynthConfig) -> tuple[dict[str, float], tuple[str, ...]]:
     """The task mix and the question families, after every setting the config's types cannot check."""
     mix = dict(cfg.task_mix)
-    bad = sorted(set(mix) - set(DRAW_ORDER))
+    bad = sorted(set(mix) - set(TASKS))
     if bad or not mix or any(w < 0 for w in mix.values()) or sum(mix.values()) <= 0:
-        raise ValueError(f"task_mix {mix}: keys must be among {list(DRAW_ORDER)} (unknown: {bad}) with "
+        raise ValueError(f"task_mix {mix}: keys must be among {list(TASKS)} (unknown: {bad}) with "
                          f"non-negative weights that sum above 0")
     if cfg.difficulty not in DIFFICULTIES:
         raise ValueError(f"difficulty {cfg.difficulty!r} unknown; use one of {list(DIFFICULTIES)}")
