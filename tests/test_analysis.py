@@ -1,12 +1,15 @@
-"""vvkit.analysis on a synthetic run folder: logs load into per-step tables, every plot lands as a PNG, the
-before/after table and headline carry the right numbers, the completions viewer writes escaped HTML, and
-report.md links the figures and holds the tables."""
+"""vvkit.analysis on a synthetic run folder: logs load into per-step tables, every plot lands as a PNG (each
+training curve once), the before/after table and headline carry the right numbers, and report.md links the figures
+and holds the tables."""
+import json
+
 import pytest
 
-from vvkit.analysis import (compare_table, completions_html, headline, load_run, markdown_table, plot_diagnostics,
-                            plot_training, show_completions, training_frame, write_report)
+from vvkit.analysis import (LIVE_CURVES, benchmark_source, compare_table, headline, load_run, markdown_table,
+                            plot_diagnostics, plot_training, save_curves, training_frame, write_report)
 from vvkit.diagnostics import grounding_table
 from vvkit.io import atomic_write_json, atomic_write_jsonl
+from vvkit.rundir import RunDir
 
 
 def step_record(step):
@@ -53,16 +56,52 @@ def test_load_run_tables(run):
 
 def test_training_plots_are_saved(run):
     df = load_run(run).train["grpo"]
-    figs = plot_training(df, run / "figures")
+    figs = plot_training(df)
     assert set(figs) == {"reward_per_task", "format_rate", "completion_length", "kl_entropy", "zero_std"}
-    for name in figs:
-        png = run / "figures" / f"04_grpo_{name}.png"
-        assert png.is_file() and png.read_bytes()[:4] == b"\x89PNG"
+    paths = save_curves(figs, RunDir(run), "03_grpo", leave_out=())
+    assert [p.name for p in paths] == [f"03_grpo_{name}.png" for name in figs]
+    assert all(p.parent == run / "figures" and p.read_bytes()[:4] == b"\x89PNG" for p in paths)
     labels = [line.get_label() for line in figs["reward_per_task"].axes[0].get_lines()]
     assert labels == ["caption", "mcq", "all tasks"]  # the all-tasks curve is drawn last, on top
     # a log without kl (beta = 0) still plots, saying so
-    plot_training(df.drop(columns=["kl"]), run / "figures", stage="nokl")
-    assert (run / "figures" / "04_nokl_kl_entropy.png").is_file()
+    texts = [t.get_text() for t in plot_training(df.drop(columns=["kl"]))["kl_entropy"].axes[0].texts]
+    assert "not logged" in texts
+
+
+def test_training_curves_have_whole_steps_and_plain_numbers(run):
+    df = load_run(run).train["grpo"].iloc[:2]  # a short run: two steps
+    df = df.assign(entropy=[12.34561, 12.34562])  # a near-constant value that would get an offset ('+1.2346e1')
+    for fig in plot_training(df).values():
+        fig.canvas.draw()
+        for ax in fig.axes:
+            assert all(float(t).is_integer() for t in ax.get_xticks())
+            assert ax.yaxis.get_offset_text().get_text() == ""
+
+
+def test_report_shows_each_training_curve_once(run):
+    """The live plot (train) saves reward and length; notebook 03 saves the rest; notebook 04 saves none."""
+    from types import SimpleNamespace
+
+    from vvkit.callbacks import LivePlot
+
+    rd = RunDir(run)
+    live = LivePlot(rd.figure("03_grpo_curves"), interactive=False)
+    live.history = [{"step": s, "reward": 0.1 * s, "reward/mcq": 0.2, "completions/mean_length": 9.0} for s in (1, 2)]
+    live.on_train_end(None, SimpleNamespace(is_world_process_zero=True), None)
+    assert [ax.get_title() for ax in live.figure().axes] == ["reward", "completion length"]  # = LIVE_CURVES
+    assert LIVE_CURVES == ("reward_per_task", "completion_length")
+    save_curves(plot_training(load_run(run).train["grpo"]), rd, "03_grpo")
+    text = write_report(run, {"n": 1}).read_text()
+    shown = [line.split("]")[0][2:] for line in text.splitlines() if line.startswith("![")]
+    assert shown == ["03_grpo_curves", "03_grpo_format_rate", "03_grpo_kl_entropy", "03_grpo_zero_std"]
+
+
+def test_benchmark_source_names_the_file_preset_and_seeds(tmp_path):
+    path = tmp_path / "study.json"
+    path.write_text(json.dumps({"params": "params/default.yaml", "seeds": [0, 1, 2], "runs": []}))
+    assert benchmark_source(path) == f"{path.as_posix()}, made with params/default.yaml, seeds 0, 1, 2"
+    path.write_text(json.dumps({"runs": []}))
+    assert benchmark_source(path) == f"{path.as_posix()}, made with an unrecorded preset"
 
 
 def test_compare_table_and_headline(run):
@@ -84,27 +123,18 @@ def test_compare_table_and_headline(run):
 def test_diagnostics_chart_and_report(run):
     logs = load_run(run)
     gtable, warnings = grounding_table({c: logs.evals["grpo"][c]["metrics"] for c in ("video", "blank")})
-    plot_diagnostics(gtable, run / "figures" / "04_grpo_diagnostics.png", title="grpo")
-    plot_training(logs.train["grpo"], run / "figures")
+    plot_diagnostics(gtable, RunDir(run).figure("04_grpo_diagnostics"), title="grpo")
+    save_curves(plot_training(logs.train["grpo"]), RunDir(run), "03_grpo")
     assert (run / "figures" / "04_grpo_diagnostics.png").is_file()
     head = {"policy": "grpo", "mcq/accuracy": 0.75}
     report = write_report(run, head, tables={"Grounding (grpo)": gtable}, warnings=warnings)
     text = report.read_text()
     assert report == run / "report.md" and '"mcq/accuracy": 0.75' in text
     assert "![04_grpo_diagnostics](figures/04_grpo_diagnostics.png)" in text
-    assert text.count("![") == 6 and "## Grounding (grpo)" in text and "WARNING [grounding] dark_event" in text
+    assert text.count("![") == 4 and "## Grounding (grpo)" in text and "WARNING [grounding] dark_event" in text
     for line in text.splitlines():  # every linked figure exists relative to the run folder
         if line.startswith("!["):
             assert (run / line.split("(")[1].rstrip(")")).is_file()
-
-
-def test_completions_viewer_writes_escaped_html(run):
-    recs = [{"step": 1, "problem_type": "mcq", "completion": "<think>a < b</think><answer>B</answer>", "reward": 1.0},
-            {"step": 2, "problem_type": "caption", "completion": "x", "reward": None}]
-    path = show_completions(recs, run / "completions.html", n=1, interactive=False)
-    text = path.read_text()
-    assert "&lt;think&gt;a &lt; b&lt;/think&gt;" in text and "1.000" in text and "caption" not in text
-    assert "<th>reward</th>" in completions_html(recs) and "<td></td>" in completions_html(recs)  # None shown empty
 
 
 def test_report_records_evaluation_settings(run):
@@ -112,32 +142,3 @@ def test_report_records_evaluation_settings(run):
     text = write_report(run, {"n": 1}, figures={}, settings=header).read_text()
     assert "## Evaluation settings" in text and '"prompt_version": "v1"' in text and '"policy"' not in text
     assert "![" not in text
-
-
-def test_group_table_computes_group_relative_advantages():
-    from vvkit.analysis import group_table
-
-    recs = [{"step": 3, "mode": "train", "id": "a", "problem_type": "mcq", "solution": "B", "completion": f"c{i}",
-             "reward": r} for i, r in enumerate([1.0, 0.0, 0.0, 1.0])]
-    recs += [{"step": 3, "mode": "train", "id": "b", "completion": "x", "reward": 0.5},
-             {"step": 2, "mode": "train", "id": "z", "completion": "y", "reward": 1.0}]
-    df = group_table(recs)
-    assert df.attrs["id"] == "a" and df.attrs["step"] == 3 and len(df) == 4
-    assert df.attrs["mean"] == 0.5 and df["advantage"].tolist() == [0.87, -0.87, -0.87, 0.87]
-    same = group_table([{**r, "reward": 1.0} for r in recs[:4]])
-    assert same["advantage"].tolist() == [0.0] * 4  # equal rewards: no advantage, nothing learned
-
-
-def test_group_table_finds_the_latest_varied_group_of_a_task():
-    from vvkit.analysis import group_table
-
-    def rec(step, gid, task, reward):
-        return {"step": step, "mode": "train", "id": gid, "problem_type": task, "completion": "c", "reward": reward}
-
-    recs = [rec(5, "a", "mcq", 1.0), rec(5, "a", "mcq", 0.0), rec(5, "d", "dark_event", 2.0),
-            rec(5, "d", "dark_event", 2.0), rec(4, "e", "dark_event", 2.0), rec(4, "e", "dark_event", 0.0)]
-    assert group_table(recs, task="dark_event").attrs["id"] == "d"  # latest, even if it teaches nothing
-    varied = group_table(recs, task="dark_event", varied=True)
-    assert varied.attrs["id"] == "e" and varied.attrs["step"] == 4 and varied["advantage"].tolist() == [0.71, -0.71]
-    with pytest.raises(ValueError, match="varied mixvid"):
-        group_table(recs, task="mixvid", varied=True)

@@ -1,5 +1,6 @@
-"""Read a run folder back and explain it: training curves, before/after tables, the grounding chart, a completions
-viewer and `report.md` (cleanrl's docs pair every run with its curves and a table of the numbers measured).
+"""Read a run folder back and explain it: training curves, before/after tables, the grounding chart and `report.md`
+(cleanrl's docs pair every run with its curves and a table of the numbers measured). Completion groups, HTML pages
+and widgets are `vvkit.viewer`; frame figures and the answer gallery are `vvkit.viz`.
 
 Inputs are the files the other stages write: `train/<stage>/metrics.jsonl` and `completions.jsonl`
 (vvkit.callbacks / vvkit.grpo_trainer: TRL's GRPO metrics plus `reward/<task>`, `format_rate[/<task>]`),
@@ -7,7 +8,6 @@ Inputs are the files the other stages write: `train/<stage>/metrics.jsonl` and `
 """
 from __future__ import annotations
 
-import html
 import json
 import math
 import os
@@ -16,17 +16,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
-import numpy as np
 import pandas as pd
 
 from vvkit.schema import HEADLINE_METRIC, TASKS
+from vvkit.viz import save
 
 if TYPE_CHECKING:
-    from matplotlib.figure import Figure
-
-    from vvkit.schema import Row
-
-FIG_PREFIX = "04_"  # figures of this notebook in <run_dir>/figures/
+    from vvkit.rundir import RunDir
 
 
 # ---- loading --------------------------------------------------------------------------------------------------
@@ -89,17 +85,18 @@ def _columns(df: pd.DataFrame, prefix: str) -> list[str]:
     return sorted(c for c in df.columns if c.startswith(prefix) and c.count("/") == prefix.count("/"))
 
 
-def _save(fig: Any, path: Path | None) -> Any:
-    if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(path, dpi=110, bbox_inches="tight")
-    return fig
-
-
 def smooth(values: pd.Series, window: int | None = None) -> pd.Series:
     """A centred rolling mean (window ~ 5% of the steps, at least 1): per-step GRPO rewards are noisy."""
     window = window or max(1, len(values) // 20)
     return values.rolling(window, min_periods=1, center=True).mean()
+
+
+def steps_and_plain_numbers(ax: Any) -> None:
+    """Whole steps on the x axis (a short run gets no 0.5 step) and plain y numbers (no '+1.234' offset)."""
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.ticklabel_format(axis="y", style="plain", useOffset=False)
 
 
 def _panel(ax: Any, df: pd.DataFrame, cols: Sequence[str], title: str, ylabel: str, labels: dict | None = None) -> None:
@@ -113,57 +110,62 @@ def _panel(ax: Any, df: pd.DataFrame, cols: Sequence[str], title: str, ylabel: s
     if not cols:
         ax.text(0.5, 0.5, "not logged", ha="center", va="center", transform=ax.transAxes, color="grey")
     ax.set(title=title + (" (smoothed)" if len(df) >= 30 and cols else ""), xlabel="step", ylabel=ylabel)
+    steps_and_plain_numbers(ax)
     ax.grid(alpha=0.3)
     if len(cols) > 1:
         ax.legend(fontsize=9)
 
 
-def plot_training(df: pd.DataFrame, fig_dir: str | os.PathLike | None = None, stage: str = "grpo",
-                  prefix: str = FIG_PREFIX) -> dict[str, Any]:
+def plot_training(df: pd.DataFrame, stage: str = "grpo") -> dict[str, Any]:
     """Five figures of a GRPO log: reward per task, format rate, completion length, KL and entropy, and the share of
-    groups whose rewards are all equal (no advantage, no gradient); saved as PNG in `fig_dir` when given."""
+    groups whose rewards are all equal (no advantage, no gradient); `save_curves` writes them to the run folder."""
     import matplotlib.pyplot as plt
 
-    fig_dir = Path(fig_dir) if fig_dir is not None else None
     out = {}
-
-    def path(name: str) -> Path | None:
-        return fig_dir / f"{prefix}{stage}_{name}.png" if fig_dir is not None else None
-
-    fig, ax = plt.subplots(figsize=(7, 4))
+    fig, ax = plt.subplots(figsize=(7, 4), layout="constrained")
     tasks = _columns(df, "reward/")
     _panel(ax, df, (["reward"] if "reward" in df else []) + tasks, f"{stage}: reward per task", "mean reward",
            {c: c.split("/", 1)[-1] if "/" in c else "all tasks" for c in ["reward", *tasks]})
-    out["reward_per_task"] = _save(fig, path("reward_per_task"))
-    fig, ax = plt.subplots(figsize=(7, 4))
+    out["reward_per_task"] = fig
+    fig, ax = plt.subplots(figsize=(7, 4), layout="constrained")
     cols = (["format_rate"] if "format_rate" in df else []) + _columns(df, "format_rate/")
     _panel(ax, df, cols, f"{stage}: well-formed <think>/<answer> completions", "format rate",
            {c: c.split("/", 1)[-1] if "/" in c else "all tasks" for c in cols})
     ax.set_ylim(-0.02, 1.02)
-    out["format_rate"] = _save(fig, path("format_rate"))
-    fig, ax = plt.subplots(figsize=(7, 4))
+    out["format_rate"] = fig
+    fig, ax = plt.subplots(figsize=(7, 4), layout="constrained")
     _panel(ax, df, [c for c in ("completions/mean_length", "completions/mean_terminated_length") if c in df],
            f"{stage}: completion length", "tokens")
     if {"completions/min_length", "completions/max_length"} <= set(df):
         ax.fill_between(df.index, df["completions/min_length"], df["completions/max_length"], alpha=0.15,
                         label="min-max")
-        ax.legend(fontsize=8)
-    out["completion_length"] = _save(fig, path("completion_length"))
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+        ax.legend(fontsize=9)
+    out["completion_length"] = fig
+    fig, axes = plt.subplots(1, 2, figsize=(8.4, 3.6), layout="constrained")  # the notebook's width at 100 dpi
     _panel(axes[0], df, [c for c in ("kl",) if c in df], f"{stage}: KL to the reference", "KL (k3)")
     if "kl" not in df:
         axes[0].text(0.5, 0.35, "(beta = 0: no reference model, as the paper)", ha="center",
                      transform=axes[0].transAxes, color="grey", fontsize=8)
     _panel(axes[1], df, [c for c in ("entropy",) if c in df], f"{stage}: token entropy", "nats")
-    out["kl_entropy"] = _save(fig, path("kl_entropy"))
-    fig, ax = plt.subplots(figsize=(7, 4))
+    out["kl_entropy"] = fig
+    fig, ax = plt.subplots(figsize=(7, 4), layout="constrained")
     _panel(ax, df, [c for c in ("frac_reward_zero_std",) if c in df], f"{stage}: groups with zero reward variance",
            "fraction of groups")
     ax.set_ylim(-0.02, 1.02)
-    out["zero_std"] = _save(fig, path("zero_std"))
+    out["zero_std"] = fig
     for f in out.values():
         plt.close(f)
     return out
+
+
+# drawn by vvkit.callbacks.LivePlot, which vvkit.train saves as figures/03_grpo_curves.png during training
+LIVE_CURVES = ("reward_per_task", "completion_length")
+
+
+def save_curves(figs: dict[str, Any], run: RunDir, name: str, leave_out: Sequence[str] = LIVE_CURVES) -> list[Path]:
+    """Save `plot_training`'s figures as `run.figure(f"{name}_{curve}")`, leaving out the curves the live training
+    plot already saved, so report.md shows each curve once."""
+    return [save(fig, run.figure(f"{name}_{curve}")) for curve, fig in figs.items() if curve not in leave_out]
 
 
 # ---- before / after and diagnostics ---------------------------------------------------------------------------
@@ -212,12 +214,13 @@ def plot_diagnostics(table: pd.DataFrame, path: str | os.PathLike | None = None,
            title=title or "grounding diagnostics: headline score per task under each video condition")
     ax.legend(fontsize=9, ncol=len(conds) + 1, loc="upper center", bbox_to_anchor=(0.5, -0.1), frameon=False,
               title="condition (dashed: chance)", title_fontsize=9)
-    _save(fig, Path(path) if path is not None else None)
+    if path is not None:
+        save(fig, path)
     plt.close(fig)
     return fig
 
 
-# ---- per task, and the answers behind the numbers --------------------------------------------------------------
+# ---- per task ------------------------------------------------------------------------------------------------
 
 def task_table(results: dict[str, dict[str, dict]]) -> pd.DataFrame:
     """The paper's per-task table (§6): one row per task of `vvkit.schema.TASKS` present, in that order, scored its own
@@ -241,81 +244,20 @@ def task_table(results: dict[str, dict[str, dict]]) -> pd.DataFrame:
     return table
 
 
-GALLERY_CHARS = 100  # characters per title line: 10 pt text within an 8.4-inch figure
-SCORE_SCALE = {"dark_event": "judge, 0-2", "mixvid": "1 = right", "mcq": "1 = right", "open_ended": "judge verdict",
-               "caption": "AutoDQ"}
 
+def benchmark_source(path: str | os.PathLike) -> str:
+    """Where a committed benchmark table comes from, to print beside it: its results file and the preset (params
+    file) and seeds it was run with; another run than the one a notebook shows."""
+    from vvkit.rundir import repo_root
 
-def _short(text: Any, limit: int = 300) -> str:
-    text = " ".join(str(text).split())
-    return text if len(text) <= limit else text[: limit - 1].rstrip() + "\u2026"
+    path = Path(path)
+    data = json.loads(path.read_text())
+    shown = path.resolve().relative_to(repo_root()) if path.resolve().is_relative_to(repo_root()) else path
+    seeds = data.get("seeds")
+    return (f"{Path(shown).as_posix()}, made with {data.get('params', 'an unrecorded preset')}"
+            + (f", seeds {', '.join(map(str, seeds))}" if seeds else ""))
 
-
-def gallery_title(pred: dict, row: Row) -> str:
-    """What a gallery figure says: the task and what its frames show, the question, the reference, the policy's
-    answer and its score, wrapped to the figure's width."""
-    from vvkit.synth.viz import wrap_text
-
-    task = row.problem_type
-    if task == "dark_event":
-        what = "DarkEventInfer (red frame = inside the dark span)"
-    elif task == "mixvid":
-        asked = row.meta.get("asked_source")
-        what = ("MixVidQA (frames framed by clip: blue = A, orange = B"
-                + (f"; asked about clip {'AB'[asked]})" if asked is not None else ")"))
-    else:
-        what = task
-    answer = pred.get("answer")
-    answer = "(no answer read)" if answer is None or str(answer).strip() == "" else _short(answer)
-    score = pred.get("score")
-    score = "-" if score is None or (isinstance(score, float) and math.isnan(score)) else f"{float(score):g}"
-    scale = SCORE_SCALE.get(task)
-    return wrap_text(f"{what} \u00b7 {row.id}\nQuestion: {_short(row.problem)}\nReference: {_short(row.solution)}\n"
-                     f"Answer: {answer} \u2192 score {score}" + (f" ({scale})" if scale else ""), GALLERY_CHARS)
-
-
-def answer_gallery(predictions: list[dict], rows: list[Row], frames: dict,
-                   tasks: Sequence[str] = ("dark_event", "mixvid"), per_task: int = 2) -> list[Figure]:
-    """The first `per_task` predictions of each task drawn with their row's frames (the dark span for DarkEventInfer,
-    the A/B chunk bar for MixVidQA, plain sampled frames otherwise), titled with the question, the reference, the
-    policy's answer and its score: what a score is made of. Rows are matched by id; a missing one is a KeyError."""
-    import matplotlib.pyplot as plt
-
-    from vvkit.synth.viz import FONT, frame_grid, plot_dark_event, plot_mixvid
-    from vvkit.video import FramePolicy, read_video
-
-    by_id = {r.id: r for r in rows}
-    figs = []
-    for task in tasks:
-        for pred in [p for p in predictions if p.get("problem_type") == task][:per_task]:
-            if pred["id"] not in by_id:
-                raise KeyError(f"prediction {pred['id']!r} ({task}): no row with this id among the {len(rows)} rows "
-                               "given (pass the rows that were evaluated)")
-            row = by_id[pred["id"]]
-            if task == "dark_event":
-                fig = plot_dark_event(row, frames)
-            elif task == "mixvid":
-                fig = plot_mixvid(row, frames)
-            else:
-                clip = read_video(row.video, FramePolicy.from_dict(frames or {}), edits=row.edits)
-                fig, _ = frame_grid(clip.frames, clip.timestamps)
-            title = gallery_title(pred, row)
-            extra = title.count("\n") - fig.get_suptitle().count("\n")
-            width, height = fig.get_size_inches()
-            fig.set_size_inches(width, height + 0.17 * max(0, extra))  # room for the longer title
-            fig.suptitle(title, fontsize=FONT, ha="left", x=0.02)
-            fig.tight_layout()
-            plt.close(fig)  # returned to be displayed once, not shown again at the cell's end
-            figs.append(fig)
-    return figs
-
-
-# ---- completions viewer ---------------------------------------------------------------------------------------
-
-VIEW_COLUMNS = ("step", "policy", "condition", "id", "problem_type", "solution", "completion", "answer", "reward",
-                "rewards", "score")
-GROUP_COLUMNS = ("step", "policy", "condition", "id", "problem_type", "solution")  # shared by a prompt's completions
-
+# ---- what a policy writes -------------------------------------------------------------------------------------
 
 def completions_table(policy: Any, rows: Sequence[Any], frames: dict, label: str, rewards: Any,
                       temperature: float = 1.0, max_new_tokens: int = 64, seed: int = 0) -> pd.DataFrame:
@@ -331,177 +273,6 @@ def completions_table(policy: Any, rows: Sequence[Any], frames: dict, label: str
     return pd.DataFrame({"task": [r.problem_type for r in rows], "solution": [r.solution for r in rows],
                          label: [r["completion"] for r in recs],
                          "reward": [None if r["reward"] is None else round(r["reward"], 3) for r in recs]})
-
-
-def _group_stats(group: Sequence[dict]) -> tuple[np.ndarray, float, float]:
-    rewards = np.array([np.nan if r.get("reward") is None else r["reward"] for r in group], dtype=float)
-    std = float(np.nanstd(rewards, ddof=1)) if len(group) > 1 else 0.0
-    return rewards, float(np.nanmean(rewards)), 0.0 if math.isnan(std) else std
-
-
-def group_table(records: Sequence[dict], step: int | None = None, task: str | None = None,
-                varied: bool = False) -> pd.DataFrame:
-    """One GRPO group from a stage's completions.jsonl: the G completions of one prompt, their rewards, the group
-    mean and std, and each completion's advantage A_i = (r_i - mean) / std (TRL's `scale_rewards="group"`; 0 when
-    the group's rewards are all equal). The group is the latest logged one (at `step` if given) of `task` (any if
-    None) and, with `varied`, whose rewards differ: the groups GRPO learns from."""
-    train = [r for r in records if r.get("mode", "train") == "train"]
-    if not train:
-        raise ValueError("no training completions logged (grpo_training.save_completions = 0?)")
-    steps = sorted({r["step"] for r in train}, reverse=True) if step is None else [step]
-    for s_ in steps:
-        at = [r for r in train if r["step"] == s_ and (task is None or r.get("problem_type") == task)]
-        for gid in dict.fromkeys(r["id"] for r in at):
-            group = [r for r in at if r["id"] == gid]
-            rewards, mean, std = _group_stats(group)
-            if varied and std <= 1e-6:
-                continue
-            adv = (rewards - mean) / std if std > 1e-6 else np.zeros_like(rewards)
-            df = pd.DataFrame({"completion": [r["completion"] for r in group], "reward": rewards.round(3),
-                               "advantage": adv.round(2)})
-            df.attrs.update(step=s_, id=gid, task=group[0].get("problem_type"), solution=group[0].get("solution"),
-                            mean=round(mean, 3), std=round(std, 3))
-            return df
-    want = f"{task} " if task else ""
-    raise ValueError(f"no {'varied ' * varied}{want}group logged at step(s) {steps[:5]}{'...' * (len(steps) > 5)}; "
-                     f"logged steps: {sorted({r['step'] for r in train})[:10]}")
-
-
-def teaching_group(records: Sequence[dict], tasks: Sequence[str] = ("dark_event", "mixvid")) -> pd.DataFrame:
-    """The group to show a reader: the latest varied group of the first of `tasks` that has one, else the latest
-    varied group of any task, else the latest group (`group_table`)."""
-    for task, varied in [*((t, True) for t in tasks), (None, True), (None, False)]:
-        try:
-            return group_table(records, task=task, varied=varied)
-        except ValueError:
-            continue
-    raise ValueError("no training completions logged (grpo_training.save_completions = 0?)")
-
-
-def one_per_task(rows: Sequence[Row], tasks: Sequence[str] | None = None) -> list[Row]:
-    """The first row of each task (`vvkit.schema.TASKS` order by default) that `rows` hold: a preview set."""
-    firsts = {}
-    for r in rows:
-        firsts.setdefault(r.problem_type, r)
-    return [firsts[t] for t in (tasks or TASKS) if t in firsts]
-
-
-def _cell(v: Any) -> str:
-    if isinstance(v, float):
-        return "" if math.isnan(v) else f"{v:.3f}"
-    if isinstance(v, dict):
-        return ", ".join(f"{k} {_cell(x)}" for k, x in v.items())
-    return "" if v is None else str(v)
-
-
-def completion_groups(records: Sequence[dict]) -> list[list[dict]]:
-    """Records grouped by prompt (training step and row id), in first-seen order: GRPO's G completions of one
-    prompt are compared with each other, so they are read together."""
-    groups: dict[tuple, list[dict]] = {}
-    for i, r in enumerate(records):
-        key = (r.get("step"), r.get("policy"), r.get("condition"), r.get("id", i if "step" not in r else None))
-        groups.setdefault(key, []).append(r)
-    return list(groups.values())
-
-
-def _prompt_text(row: Any) -> str:
-    get = row.get if isinstance(row, dict) else (lambda k, d=None: getattr(row, k, d))
-    options = get("options") or []
-    return str(get("problem", "")) + ("".join(f"\n{o}" for o in options) if options else "")
-
-
-PRE = "white-space:pre-wrap;word-break:normal;overflow-wrap:anywhere;font-family:monospace;margin:0"
-
-
-def group_html(group: Sequence[dict], row: Any = None) -> str:
-    """One prompt: what is shared (task, id, step, the question and its options when `row` is given, the
-    reference), then a table of its completions with their rewards."""
-    first = group[0]
-    facts = [f"<b>{html.escape(c)}</b> {html.escape(_cell(first[c]))}" for c in GROUP_COLUMNS[:-1]
-             if first.get(c) is not None]
-    parts = [f"<p style='margin:4px 0'>{' &middot; '.join(facts)} &middot; {len(group)} completion(s)</p>"]
-    if row is not None:
-        parts.append(f"<p style='margin:4px 0'><b>prompt</b></p><pre style='{PRE}'>{html.escape(_prompt_text(row))}"
-                     "</pre>")
-    if first.get("solution") is not None:
-        parts.append(f"<p style='margin:4px 0'><b>reference</b> {html.escape(str(first['solution']))}</p>")
-    cols = [c for c in VIEW_COLUMNS if c not in GROUP_COLUMNS and any(c in r for r in group)]
-    head = "".join(f"<th>{html.escape(c)}</th>" for c in cols)
-    body = []
-    for r in group:
-        cells = [f"<td style='{PRE};max-width:48em'>{html.escape(_cell(r.get(c)))}</td>" if c == "completion"
-                 else f"<td>{html.escape(_cell(r.get(c)))}</td>" for c in cols]
-        body.append("<tr>" + "".join(cells) + "</tr>")
-    table = (f"<table border='1' cellpadding='4' style='border-collapse:collapse'><tr>{head}</tr>{''.join(body)}"
-             "</table>")
-    return "<div style='margin-bottom:1em'>" + "".join(parts) + table + "</div>"
-
-
-def completions_html(records: Sequence[dict], title: str = "completions", rows: Sequence[Any] = ()) -> str:
-    """A static HTML page of completions, one section per prompt (text escaped, long reasoning kept); `rows`
-    (Row objects or dicts with an `id`) add each prompt's question and options."""
-    by_id = {(r.get("id") if isinstance(r, dict) else r.id): r for r in rows}
-    body = "".join(group_html(g, by_id.get(g[0].get("id"))) for g in completion_groups(records))
-    return (f"<html><head><meta charset='utf-8'><title>{html.escape(title)}</title></head><body>"
-            f"<h2>{html.escape(title)}</h2>{body}</body></html>")
-
-
-def show_completions(records: Sequence[dict], out_path: str | os.PathLike, n: int = 24,
-                     interactive: bool | None = None, title: str = "completions", rows: Sequence[Any] = ()) -> Path:
-    """Write the first `n` prompts (each with all its completions) as HTML to `out_path`; in a live notebook also
-    open a viewer (ipywidgets) under its title that browses every prompt, filtered by task, one group at a time."""
-    from vvkit.io import atomic_write_text
-    from vvkit.rundir import is_interactive
-
-    records = list(records)
-    groups = completion_groups(records)
-    path = atomic_write_text(Path(out_path), completions_html([r for g in groups[:n] for r in g], title, rows))
-    if interactive if interactive is not None else is_interactive():
-        from IPython.display import display
-
-        display(completions_viewer(groups, title, rows))
-    return path
-
-
-def completions_viewer(groups: Sequence[Sequence[dict]], title: str = "completions", rows: Sequence[Any] = ()) -> Any:
-    """Title, then the controls (task, prompt slider, previous / next), then the chosen prompt's completions."""
-    import ipywidgets as w
-
-    by_id = {(r.get("id") if isinstance(r, dict) else r.id): r for r in rows}
-    tasks = sorted({str(g[0].get("problem_type")) for g in groups})
-    count = {t: sum(str(g[0].get("problem_type")) == t for g in groups) for t in tasks}
-    task = w.Dropdown(options=[(f"all tasks ({len(groups)} prompts)", "all")]
-                      + [(f"{t} ({count[t]})", t) for t in tasks], description="task")
-    pick = w.IntSlider(min=0, max=max(0, len(groups) - 1), description="prompt", continuous_update=False,
-                       readout=False, layout=w.Layout(width="30%"))
-    prev, nxt = (w.Button(description=d, tooltip=t, layout=w.Layout(width="3em"))
-                 for d, t in (("<", "previous prompt"), (">", "next prompt")))
-    where, view = w.Label(), w.HTML()
-
-    def chosen() -> list[Sequence[dict]]:
-        return [g for g in groups if task.value == "all" or str(g[0].get("problem_type")) == task.value]
-
-    def render(*_: Any) -> None:
-        pick_groups = chosen()
-        pick.max = max(0, len(pick_groups) - 1)
-        if not pick_groups:
-            where.value, view.value = "no prompts", ""
-            return
-        g = pick_groups[pick.value]
-        where.value = f"prompt {pick.value + 1} of {len(pick_groups)}"
-        view.value = group_html(g, by_id.get(g[0].get("id")))
-
-    def step(delta: int) -> None:
-        pick.value = min(pick.max, max(0, pick.value + delta))
-
-    task.observe(lambda _: (setattr(pick, "value", 0), render()), "value")
-    pick.observe(render, "value")
-    prev.on_click(lambda _: step(-1))
-    nxt.on_click(lambda _: step(1))
-    render()
-    return w.VBox([w.HTML(f"<h3 style='margin:8px 0 4px'>{html.escape(title)}</h3>"),
-                   w.HBox([task, prev, pick, nxt, where], layout=w.Layout(flex_flow="row wrap", align_items="center")),
-                   view])
 
 
 def rounded(obj: Any, digits: int = 4) -> Any:
@@ -558,7 +329,8 @@ def saved_figures(run_dir: str | os.PathLike) -> dict[str, Path]:
 SETTINGS_KEYS = ("frames", "prompt_version", "decoding", "judge", "open_ended_metric", "seed")
 
 
-def write_report(run_dir: str | os.PathLike, headline_metrics: dict, tables: dict[str, pd.DataFrame | str] | None = None,
+def write_report(run_dir: str | os.PathLike, headline_metrics: dict,
+                 tables: dict[str, pd.DataFrame | str] | None = None,
                  figures: dict[str, str | os.PathLike] | None = None, warnings: Sequence[str] = (),
                  settings: dict | None = None, title: str = "vvkit run report") -> Path:
     """`<run_dir>/report.md`: the headline numbers (JSON), the evaluation settings (frame policy, prompt version,
@@ -588,7 +360,6 @@ def write_report(run_dir: str | os.PathLike, headline_metrics: dict, tables: dic
     return atomic_write_text(run_dir / "report.md", "\n".join(lines))
 
 
-__all__ = ["RunLogs", "answer_gallery", "compare_table", "completion_groups", "completions_html", "completions_viewer",
-           "gallery_title", "group_html", "group_table", "headline", "load_run", "markdown_table", "one_per_task", "plot_diagnostics",
-           "plot_training", "rounded", "saved_figures", "show_completions", "task_table", "teaching_group", "training_frame",
-           "write_report"]
+__all__ = ["LIVE_CURVES", "RunLogs", "benchmark_source", "compare_table", "completions_table", "headline",
+           "load_run", "markdown_table", "plot_diagnostics", "plot_training", "rounded", "save_curves", "saved_figures",
+           "smooth", "steps_and_plain_numbers", "task_table", "training_frame", "write_report"]

@@ -109,9 +109,13 @@ class PolicyEval(TrainerCallback):
 
 
 class LivePlot(TrainerCallback):
-    """Reward and completion length against step: redrawn live in Jupyter, saved as PNG at the end (headless too)."""
+    """Reward and completion length against step: redrawn live in Jupyter, saved as PNG at the end (headless too).
+    Sized for JupyterLab's output area (7 in), the legend below the axes in 9 pt, whole-number steps and plain
+    y numbers (a short run would otherwise show 0.5 steps and an offset such as '+1.2e1')."""
 
     KEYS = (("reward", "reward"), ("completions/mean_length", "completion length"))
+    WIDTH = 7.0  # inches
+    LEGEND_PT = 9
 
     def __init__(self, png_path: str | Path, interactive: bool | None = None, every: int = 1):
         from vvkit.rundir import is_interactive
@@ -125,19 +129,24 @@ class LivePlot(TrainerCallback):
     def figure(self) -> Any:
         """A two-panel matplotlib figure of the history so far (also per task type when logged)."""
         import matplotlib.pyplot as plt
+        from matplotlib.ticker import MaxNLocator
 
-        fig, axes = plt.subplots(1, 2, figsize=(10, 3.2))
+        fig, axes = plt.subplots(1, 2, figsize=(self.WIDTH, 3.2), layout="constrained")
         for ax, (key, title) in zip(axes, self.KEYS):
             keys = [key] + sorted({k for h in self.history for k in h if key == "reward" and k.startswith("reward/")})
             for k in keys:
                 pts = [(h["step"], h[k]) for h in self.history if h.get(k) is not None]
                 if pts:
-                    ax.plot(*zip(*pts), label=k, lw=2 if k == key else 1)
+                    ax.plot(*zip(*pts), label=k.removeprefix("reward/") if k != key else "all tasks",
+                            lw=2 if k == key else 1)
             ax.set_xlabel("step")
             ax.set_title(title)
-            if len(keys) > 1:
-                ax.legend(fontsize=7)
-        fig.tight_layout()
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+            ax.ticklabel_format(axis="y", style="plain", useOffset=False)
+            ax.grid(alpha=0.3)
+            if len(keys) > 1 and ax.get_lines():
+                ax.legend(fontsize=self.LEGEND_PT, loc="upper center", bbox_to_anchor=(0.5, -0.22), ncol=3,
+                          frameon=False)
         return fig
 
     def on_log(self, args: Any, state: Any, control: Any, logs: dict | None = None, **kwargs: Any) -> None:
@@ -161,7 +170,7 @@ class LivePlot(TrainerCallback):
 
             self.png_path.parent.mkdir(parents=True, exist_ok=True)
             fig = self.figure()
-            fig.savefig(self.png_path, dpi=120)
+            fig.savefig(self.png_path, dpi=120, bbox_inches="tight")
             plt.close(fig)
 
 

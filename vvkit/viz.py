@@ -1,12 +1,13 @@
-"""Figures for notebook 01: frame grids of edited samples (the dark span marked, frames framed by their source), the
-task mix and duration distributions, and an interactive sample browser. Kept here so the notebook stays short."""
+"""Frame figures: grids of sampled frames (the dark span marked, frames framed by their source clip), the task mix and
+duration charts of notebook 01, and the answer gallery of notebook 04 (a held-out answer drawn over the frames it was
+given). Every figure is as wide as JupyterLab's output area; `save` writes one to the path `RunDir.figure` names."""
 from __future__ import annotations
 
 import json
 import os
 import textwrap
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -146,7 +147,8 @@ def plot_durations(data_dir: str | os.PathLike, rows: list[Row]):
     series = {
         "source videos (s)": [v["duration"] for v in videos],
         "events (s)": [e["end"] - e["start"] for v in videos for e in v["events"]],
-        "dark spans (s)": [r.edits["mask"][0][1] - r.edits["mask"][0][0] for r in rows if r.problem_type == "dark_event"],
+        "dark spans (s)": [r.edits["mask"][0][1] - r.edits["mask"][0][0] for r in rows
+                           if r.problem_type == "dark_event"],
         "mixed videos (s)": [r.meta["duration"] for r in rows if r.problem_type == "mixvid"],
     }
     from matplotlib.ticker import MaxNLocator
@@ -196,40 +198,85 @@ def example_prompts(rows: list[Row], width: int = 100) -> str:
                        for task, r in examples.items())
 
 
-def save_figure(fig, run_dir: str | os.PathLike, name: str) -> Path:
-    """Save into `<run_dir>/figures/<name>.png` (figures are shown and kept with the run)."""
-    path = Path(run_dir) / "figures" / f"{name}.png"
+def save(fig: Any, path: str | os.PathLike) -> Path:
+    """Write `fig` as PNG to `path` (a `RunDir(run_dir).figure(name)` path), making its folder."""
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110, bbox_inches="tight")
     return path
 
 
-def sample_browser(rows: list[Row], frames: dict | None = None) -> Any:
-    """An ipywidgets browser: pick a row, see its prompt, answer and frames (interactive sessions only)."""
-    import ipywidgets as W
+def plot_row(row: Row, frames: dict | None = None) -> Any:
+    """A row's sampled frames drawn the way its task needs: the dark span for DarkEventInfer, the A/B chunk bar for
+    MixVidQA, a plain grid of frames otherwise."""
+    if row.problem_type == "dark_event":
+        return plot_dark_event(row, frames)
+    if row.problem_type == "mixvid":
+        return plot_mixvid(row, frames)
+    clip = _read(row, frames)
+    fig, _ = frame_grid(clip.frames, clip.timestamps, title=f"the {len(clip.frames)} sampled frames")
+    return fig
+
+
+# ---- the answer gallery (notebook 04) --------------------------------------------------------------------------
+
+GALLERY_CHARS = 100  # characters per title line: 10 pt text within an 8.4-inch figure
+SCORE_SCALE = {"dark_event": "judge, 0-2", "mixvid": "1 = right", "mcq": "1 = right", "open_ended": "judge verdict",
+               "caption": "AutoDQ"}
+
+
+def _short(text: Any, limit: int = 300) -> str:
+    text = " ".join(str(text).split())
+    return text if len(text) <= limit else text[: limit - 1].rstrip() + "\u2026"
+
+
+def gallery_title(pred: dict, row: Row) -> str:
+    """What a gallery figure says: the task and what its frames show, the question, the reference, the policy's
+    answer and its score, wrapped to the figure's width."""
+    task = row.problem_type
+    if task == "dark_event":
+        what = "DarkEventInfer (red frame = inside the dark span)"
+    elif task == "mixvid":
+        asked = row.meta.get("asked_source")
+        what = ("MixVidQA (frames framed by clip: blue = A, orange = B"
+                + (f"; asked about clip {'AB'[asked]})" if asked is not None else ")"))
+    else:
+        what = task
+    answer = pred.get("answer")
+    answer = "(no answer read)" if answer is None or str(answer).strip() == "" else _short(answer)
+    score = pred.get("score")
+    score = "-" if score is None or (isinstance(score, float) and np.isnan(score)) else f"{float(score):g}"
+    scale = SCORE_SCALE.get(task)
+    return wrap_text(f"{what} \u00b7 {row.id}\nQuestion: {_short(row.problem)}\nReference: {_short(row.solution)}\n"
+                     f"Answer: {answer} \u2192 score {score}" + (f" ({scale})" if scale else ""), GALLERY_CHARS)
+
+
+def answer_gallery(predictions: list[dict], rows: list[Row], frames: dict,
+                   tasks: Sequence[str] = ("dark_event", "mixvid"), per_task: int = 2) -> list[Any]:
+    """The first `per_task` predictions of each task drawn with their row's frames (`plot_row`), titled with the
+    question, the reference, the policy's answer and its score: what a score is made of. Rows are matched by id; a
+    missing one is a KeyError."""
     import matplotlib.pyplot as plt
 
-    from vvkit.prompts import build_prompt
-
-    out = W.Output()
-    pick = W.IntSlider(0, 0, max(0, len(rows) - 1), description=f"row (of {len(rows)})", continuous_update=False,
-                       style={"description_width": "initial"}, layout=W.Layout(width="60%"))
-
-    def show(change: Any = None) -> None:
-        row = rows[pick.value]
-        with out:
-            out.clear_output(wait=True)
-            print(f"{row.id}  [{row.problem_type}, {describe(row)}, {row.split}]\n{wrap_text(build_prompt(row))}"
-                  f"\n=> {row.solution}")
-            if row.problem_type == "dark_event":
-                plot_dark_event(row, frames)
-            elif row.problem_type == "mixvid":
-                plot_mixvid(row, frames)
+    by_id = {r.id: r for r in rows}
+    figs = []
+    for task in tasks:
+        for pred in [p for p in predictions if p.get("problem_type") == task][:per_task]:
+            if pred["id"] not in by_id:
+                raise KeyError(f"prediction {pred['id']!r} ({task}): no row with this id among the {len(rows)} rows "
+                               "given (pass the rows that were evaluated)")
+            row = by_id[pred["id"]]
+            if task in ("dark_event", "mixvid"):
+                fig = plot_row(row, frames)
             else:
                 clip = _read(row, frames)
-                frame_grid(clip.frames, clip.timestamps, title=f"the {len(clip.frames)} sampled frames")
-            plt.show()
-
-    pick.observe(show, names="value")
-    show()
-    return W.VBox([pick, out])
+                fig, _ = frame_grid(clip.frames, clip.timestamps)
+            title = gallery_title(pred, row)
+            extra = title.count("\n") - fig.get_suptitle().count("\n")
+            width, height = fig.get_size_inches()
+            fig.set_size_inches(width, height + 0.17 * max(0, extra))  # room for the longer title
+            fig.suptitle(title, fontsize=FONT, ha="left", x=0.02)
+            fig.tight_layout()
+            plt.close(fig)  # returned to be displayed once, not shown again at the cell's end
+            figs.append(fig)
+    return figs
