@@ -11,6 +11,7 @@ On top: Video-R1's T-GRPO temporal contrast, per-task reward logging and a compl
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -138,6 +139,17 @@ class VideoGRPOTrainer(GRPOTrainer):
             encoded, self._video_batch, self._encoded, self._clips = self._encoded, None, None, None
         output.update(video_lists(encoded))  # per-sample lists: TRL's shuffle and split keep them aligned
         return output
+
+    def _prepare_input(self, data: Any) -> Any:
+        """transformers' device move, except that `second_per_grid_ts` keeps fp32: under DeepSpeed the Trainer casts
+        every floating input to the engine dtype, and M-RoPE multiplies and truncates in that dtype, so a bf16 copy
+        gives the sampling pass other temporal positions than the fp32 log-prob passes (a 37.3 s clip of 16 frames:
+        [0,9,18,28,...] vs [0,9,18,27,...])."""
+        if isinstance(data, Mapping) and isinstance(data.get("second_per_grid_ts"), torch.Tensor):
+            moved = super()._prepare_input({k: v for k, v in data.items() if k != "second_per_grid_ts"})
+            moved["second_per_grid_ts"] = data["second_per_grid_ts"].to(self.args.device, dtype=torch.float32)
+            return type(data)(moved) if not isinstance(data, dict) else moved
+        return super()._prepare_input(data)
 
     def _tokenize_prompts(self, prompts: list) -> tuple[list[list[int]], None, dict[str, Any]]:
         if self._encoded is None:
