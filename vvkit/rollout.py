@@ -163,8 +163,12 @@ def video_lists(encoded: Sequence[EncodedPrompt]) -> dict[str, list[torch.Tensor
 
 
 def video_inputs(videos: dict[str, list[torch.Tensor]], start: int, end: int, device: Any) -> dict[str, torch.Tensor]:
-    """The model's video kwargs for samples [start, end): per-sample tensors concatenated in row order."""
-    return {k: torch.cat(list(videos[k][start:end])).to(device) for k in VIDEO_FIELDS}
+    """The model's video kwargs for samples [start, end): the tensors of the samples that have video, concatenated in
+    row order (a text-only row contributes no patches); {} when none of them has video."""
+    has = [len(g) > 0 for g in videos["video_grid_thw"][start:end]]
+    if not any(has):
+        return {}
+    return {k: torch.cat([v for v, h in zip(videos[k][start:end], has) if h]).to(device) for k in VIDEO_FIELDS}
 
 
 def pad_left(seqs: Sequence[Sequence[int]], value: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -189,15 +193,11 @@ def special_ids(processor: Any) -> tuple[int, int | None]:
 
 
 def collate_prompts(encoded: Sequence[EncodedPrompt], processor: Any) -> dict[str, torch.Tensor]:
-    """Left-padded generate() inputs; video fields only when the prompts carry video (all or none of them)."""
-    kinds = {e.has_video for e in encoded}
-    if len(kinds) > 1:
-        raise ValueError("a batch mixes prompts with and without video; generate one condition per call")
+    """Left-padded generate() inputs, with the video fields of the prompts that carry video."""
     video_id, image_id = special_ids(processor)
     ids, mask = pad_left([e.input_ids for e in encoded], processor.tokenizer.pad_token_id)
     out = {"input_ids": ids, "attention_mask": mask, "mm_token_type_ids": token_types(ids, video_id, image_id) * mask}
-    if kinds == {True}:
-        out.update(video_inputs(video_lists(encoded), 0, len(encoded), "cpu"))
+    out.update(video_inputs(video_lists(encoded), 0, len(encoded), "cpu"))
     return out
 
 
@@ -210,6 +210,14 @@ def never_sampled(processor: Any) -> list[int]:
     return never_sampled_token_ids(processor.tokenizer)
 
 
+def stop_token_ids(tokenizer: Any) -> list[int]:
+    """Every token that ends a completion: the chat turn's <|im_end|> and <|endoftext|> (Qwen2.5's generation config
+    lists both; a policy may emit either, and one that writes <|endoftext|> must not run on to the length limit)."""
+    ids = [tokenizer.eos_token_id, tokenizer.convert_tokens_to_ids("<|im_end|>"),
+           tokenizer.convert_tokens_to_ids("<|endoftext|>")]
+    return sorted({i for i in ids if i is not None and i != tokenizer.unk_token_id})
+
+
 @torch.no_grad()
 def generate(model: Any, processor: Any, encoded: Sequence[EncodedPrompt], n: int = 1, temperature: float = 0.0,
              max_new_tokens: int = 64, top_p: float = 1.0, batch_size: int = 64, **generate_kwargs: Any
@@ -220,7 +228,7 @@ def generate(model: Any, processor: Any, encoded: Sequence[EncodedPrompt], n: in
     tok = processor.tokenizer
     sampling = {"do_sample": True, "temperature": temperature, "top_p": top_p, "top_k": 0} if temperature > 0 else \
         {"do_sample": False}
-    gen = dict(max_new_tokens=max_new_tokens, pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id,
+    gen = dict(max_new_tokens=max_new_tokens, pad_token_id=tok.pad_token_id, eos_token_id=stop_token_ids(tok),
                suppress_tokens=never_sampled(processor), **sampling, **generate_kwargs)
     device = next(model.parameters()).device
     per_call = max(1, batch_size // max(1, n))
@@ -247,12 +255,17 @@ def sample_rows(model: Any, processor: Any, rows: Sequence[Row | dict], frames: 
     """Rows -> `n` completions each, through the one input path and the one generation loop (difficulty filter,
     notebook previews, benchmarks); temperature 0 = greedy."""
     policy = frames if isinstance(frames, FramePolicy) else FramePolicy.from_dict(frames or {})
-    encoded = [encode_row(processor, r, policy, condition, seed, prompt_style)[1] for r in rows]
-    return generate(model, processor, encoded, n=n, temperature=temperature, max_new_tokens=max_new_tokens,
-                    batch_size=batch_size, **generate_kwargs)
+    per_call = max(1, batch_size // max(1, n))  # rows are encoded as they are needed, one generate call at a time
+    out: list[list[str]] = []
+    for start in range(0, len(rows), per_call):
+        encoded = [encode_row(processor, r, policy, condition, seed, prompt_style)[1]
+                   for r in rows[start:start + per_call]]
+        out += generate(model, processor, encoded, n=n, temperature=temperature, max_new_tokens=max_new_tokens,
+                        batch_size=batch_size, **generate_kwargs)
+    return out
 
 
 __all__ = ["CONDITIONS", "NO_INFO_CONDITIONS", "VIDEO_FIELDS", "EncodedPrompt", "PromptCache", "collate_prompts",
            "condition_frames", "encode_prompt", "encode_row", "generate", "load_clips", "never_sampled", "pad_left",
-           "row_rng", "sample_rows", "shuffle_frames", "special_ids", "strip_video", "token_types", "video_inputs",
+           "row_rng", "sample_rows", "shuffle_frames", "special_ids", "stop_token_ids", "strip_video", "token_types", "video_inputs",
            "video_lists"]
