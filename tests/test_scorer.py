@@ -59,3 +59,12 @@ def test_sample_and_score_and_the_notebook_table_pay_what_grpo_pays(monkeypatch)
     assert isinstance(table, pd.DataFrame) and table["reward"].tolist() == [0.0]  # the judge's verdict, not ROUGE
     hook = E.accuracy_hook([row], {}, rc, judge=NoJudge())
     assert hook(None, None)["accuracy"] == 0.0
+
+
+def test_each_process_has_its_own_judge_cache(monkeypatch, tmp_path):
+    monkeypatch.setenv("RANK", "0")
+    first = RewardConfig().settings(str(tmp_path))["judge_cache"]
+    monkeypatch.setenv("RANK", "3")
+    other = RewardConfig().settings(str(tmp_path))["judge_cache"]
+    assert first.endswith("judge_cache.sqlite") and other.endswith("judge_cache.rank3.sqlite") and first != other
+    assert RewardConfig(judge_cache="/x.sqlite").settings(str(tmp_path))["judge_cache"] == "/x.sqlite"

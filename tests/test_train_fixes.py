@@ -140,19 +140,21 @@ def test_weight_dtypes_follow_the_run_and_the_budget_counts_them(tmp_path, monke
     assert zero3["weights_gib"] == pytest.approx(8_292_166_656 * 2 / 8 / 2**30)
 
 
-def test_flash_attention_needs_the_package_and_bf16_weights(monkeypatch):
+def test_flash_attention_falls_back_to_sdpa_with_one_line_and_other_names_pass(monkeypatch, capsys):
     import importlib.util
 
-    from vvkit.train import check_attention
+    from vvkit.model import resolve_attention
 
-    check_attention("sdpa", torch.float32)
+    assert resolve_attention("sdpa", torch.float32) == "sdpa"
+    assert resolve_attention("flex_attention", torch.float32) == "flex_attention"  # transformers checks the name
     monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
-    with pytest.raises(ConfigError, match="flash-attn"):
-        check_attention("flash_attention_2", torch.bfloat16)
+    assert resolve_attention("flash_attention_2", torch.bfloat16) == "sdpa"
+    assert capsys.readouterr().out.count("\n") == 1  # one line
     monkeypatch.setattr(importlib.util, "find_spec", lambda name: object())
-    with pytest.raises(ConfigError, match="bf16 weights"):
-        check_attention("flash_attention_2", torch.float32)
-    check_attention("flash_attention_2", torch.bfloat16)
+    assert resolve_attention("flash_attention_2", torch.float32) == "sdpa"
+    assert "bf16" in capsys.readouterr().out
+    assert resolve_attention("flash_attention_2", torch.bfloat16) == "flash_attention_2"
+    TrainConfig(run_dir="x", attn_implementation="flex_attention")  # no list of three names any more
 
 
 def _caption_rows(world):

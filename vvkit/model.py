@@ -246,6 +246,27 @@ def count_parameters(model: torch.nn.Module) -> dict[str, int]:
     return {"total": total, "vision": vision, "language": total - vision, "trainable": trainable}
 
 
+# ---- attention -----------------------------------------------------------------------------------------------------
+def resolve_attention(name: str | None, dtype: torch.dtype) -> str | None:
+    """The attention implementation to load with: `name` as given (transformers checks it), except that
+    flash_attention_2 without the flash-attn package or without 16-bit weights falls back to sdpa with one printed
+    line saying what that costs. Qwen2.5-VL's vision tower under sdpa makes one attention call per window, about
+    3,600 calls per 16-frame video per forward: seconds of kernel dispatch per step at the paper's shapes."""
+    if name != "flash_attention_2":
+        return name
+    import importlib.util
+
+    why = ("the flash-attn package is not importable (GPU only: pip install flash-attn --no-build-isolation)"
+           if importlib.util.find_spec("flash_attn") is None else
+           f"it needs bf16 or fp16 weights and this run loads {dtype} (LoRA or DeepSpeed with bf16 keep bf16 weights)"
+           if dtype not in (torch.bfloat16, torch.float16) else None)
+    if why is None:
+        return name
+    print(f"[vvkit] attention: flash_attention_2 unavailable, {why}; using sdpa, whose vision tower makes one call "
+          "per window (~3,600 per 16-frame video per forward), seconds per step at the paper's shapes", flush=True)
+    return "sdpa"
+
+
 # ---- saving and merging a trained policy ------------------------------------------------------------------------
 POLICY_FILES = ("preprocessor_config.json", "video_preprocessor_config.json", "chat_template.jinja")
 

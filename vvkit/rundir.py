@@ -1,6 +1,6 @@
 """The run folder's layout: `RunDir` is the one owner of every path and file name in a run folder, figures included
 (cleanrl's one-folder-per-run, nanoGPT's config-in-checkpoint). Nothing else in the library or the notebooks writes a
-literal run-folder path."""
+literal run-folder path; `latest_run` finds the newest run to open."""
 from __future__ import annotations
 
 import json
@@ -66,6 +66,10 @@ class RunDir:
     tiny_policy = property(lambda self: self.root / "policy" / "tiny")
     rewards = property(lambda self: self.root / "rewards")
     judge_cache = property(lambda self: self.root / "rewards" / "judge_cache.sqlite")
+
+    def judge_cache_of(self, rank: int) -> Path:
+        """The judge cache of one process: rank 0 keeps `judge_cache`, other ranks their own file."""
+        return self.judge_cache if rank == 0 else self.rewards / f"judge_cache.rank{rank}.sqlite"
 
     def stage(self, name: str) -> Path:
         """`train/<name>`: a training stage's logs and checkpoints (warm_start, grpo, or a comparison arm)."""
@@ -137,3 +141,29 @@ def read_metrics(run_dir: str | os.PathLike) -> dict[str, dict]:
     return {p.stem: json.loads(p.read_text()) for p in sorted(d.glob("*.json"))} if d.exists() else {}
 
 
+
+
+def run_folders(runs: str | os.PathLike | None = None) -> list[Path]:
+    """The run folders under `runs` (default `<repository>/runs`), oldest first: folders holding a params.yaml or
+    run.json (`vvkit run`) or the data/ or train/ of an interactive session."""
+    runs = Path(runs) if runs is not None else repo_root() / "runs"
+    if not runs.is_dir():
+        return []
+
+    def touched(folder: Path) -> float:
+        marks = (folder, folder / "params.yaml", folder / "run.json")
+        return max(p.stat().st_mtime for p in marks if p.exists())
+
+    found = [p for p in runs.iterdir() if p.is_dir() and any((p / m).exists()
+                                                             for m in ("params.yaml", "run.json", "data", "train"))]
+    return sorted(found, key=lambda p: (touched(p), p.name))
+
+
+def latest_run(runs: str | os.PathLike | None = None) -> Path:
+    """The newest run folder under `runs` (what notebook 04 opens by default: after `make demo`, the demo's run)."""
+    found = run_folders(runs)
+    if not found:
+        where = Path(runs) if runs is not None else repo_root() / "runs"
+        raise FileNotFoundError(f"no run folder under {where}: run the study first (`make demo` or `vvkit run`), or "
+                                f"set run_dir to a finished run folder")
+    return found[-1]

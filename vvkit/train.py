@@ -28,8 +28,8 @@ from vvkit.grpo_config import TrainConfig, load_train_config
 from vvkit.grpo_trainer import VideoGRPOTrainer
 from vvkit.instruct import start_policy
 from vvkit.io import atomic_write_json
-from vvkit.model import load_policy, save_policy
-from vvkit.rewards import get_reward_funcs, make_judge
+from vvkit.model import load_policy, resolve_attention, save_policy
+from vvkit.rewards import get_reward_funcs
 from vvkit.rundir import RunDir
 
 
@@ -44,22 +44,6 @@ def weight_dtypes(cfg: TrainConfig) -> tuple[torch.dtype, torch.dtype]:
     bf16 = bool(cfg.bf16)
     policy = torch.bfloat16 if weights_in_bf16(bf16, uses_deepspeed(cfg), bool(cfg.lora)) else torch.float32
     return policy, torch.bfloat16 if bf16 else torch.float32
-
-
-def check_attention(name: str, dtype: torch.dtype) -> None:
-    """flash_attention_2 needs the flash-attn package and 16-bit weights: say so before loading, not mid-run."""
-    if name != "flash_attention_2":
-        return
-    import importlib.util
-
-    if importlib.util.find_spec("flash_attn") is None:
-        raise ConfigError("grpo_training.attn_implementation = flash_attention_2, but the flash-attn package is not "
-                          "importable here; install it (pip install flash-attn --no-build-isolation, CUDA only) or "
-                          "set attn_implementation: sdpa")
-    if dtype not in (torch.bfloat16, torch.float16):
-        raise ConfigError(f"grpo_training.attn_implementation = flash_attention_2 needs bf16 weights, but this run "
-                          f"loads the policy in {dtype} (bf16 is off, or full fine-tuning without DeepSpeed keeps fp32 "
-                          "master weights); use sdpa, or bf16 with LoRA or DeepSpeed")
 
 
 # ---- the stage, top to bottom --------------------------------------------------------------------------------------
@@ -111,8 +95,7 @@ def train(cfg: TrainConfig, callbacks: list | None = None, eval_fn: Callable | N
 
     # ---- processor and model (dtypes: see weight_dtypes) ----
     dtype, ref_dtype = weight_dtypes(cfg)
-    check_attention(cfg.attn_implementation, dtype)
-    model, processor = load_policy(start, dtype=dtype, attn_implementation=cfg.attn_implementation)
+    model, processor = load_policy(start, dtype=dtype, attn_implementation=resolve_attention(cfg.attn_implementation, dtype))
     if cfg.freeze_vision:
         freeze_vision(model)
     print(format_memory(estimate_memory(cfg, model.config)))

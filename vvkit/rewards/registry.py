@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import os
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
@@ -73,10 +74,11 @@ class RewardConfig:
 
     def settings(self, run_dir: str | None = None) -> dict[str, Any]:
         """Keyword settings for `get_reward_funcs` / `make_judge` (all fields but the reward list and weights); with
-        `run_dir`, the judge cache defaults to the run's `rewards/judge_cache.sqlite`."""
+        `run_dir`, the judge cache defaults to the run's judge cache, one SQLite file per process (`RANK`), since
+        SQLite's locks are not safe across the nodes of a network file system."""
         d = {k: v for k, v in dataclasses.asdict(self).items() if k not in ("reward_funcs", "reward_weights")}
         if d["judge_cache"] is None and run_dir:
-            d["judge_cache"] = str(RunDir(run_dir).judge_cache)
+            d["judge_cache"] = str(RunDir(run_dir).judge_cache_of(int(os.environ.get("RANK", "0") or 0)))
         return d
 
 
