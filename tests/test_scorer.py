@@ -42,13 +42,12 @@ def test_the_scorer_takes_the_settings_and_has_no_defaults_of_its_own():
 
 def test_sample_and_score_and_the_notebook_table_pay_what_grpo_pays(monkeypatch):
     import vvkit.analysis as A
-    import vvkit.model as M
 
     from vvkit.schema import from_record
 
     row = from_record({**ROW, "video": "clip.mp4"})
     monkeypatch.setattr(E, "sample_rows", lambda model, proc, rows, frames, n=1, **kw: [[TEXT] * n for _ in rows])
-    monkeypatch.setattr(M, "load_policy", lambda policy, **kw: (None, None))
+    monkeypatch.setattr(A, "load_policy", lambda policy, **kw: (None, None))
     rc = RewardConfig(open_ended_metric="judge")
     NoJudge.calls = 0
     groups = E.sample_and_score(None, None, [row], rc, {}, n=3, judge=NoJudge())

@@ -14,15 +14,16 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import Any, Sequence
 
 import pandas as pd
 
+from vvkit.evaluate import CONDITIONS, sample_and_score
+from vvkit.io import atomic_write_text, read_jsonl
+from vvkit.model import load_policy
+from vvkit.rundir import RunDir, StageDir, read_metrics, repo_root
 from vvkit.schema import HEADLINE_METRIC, TASKS
 from vvkit.viz import save
-
-if TYPE_CHECKING:
-    from vvkit.rundir import RunDir
 
 
 # ---- loading --------------------------------------------------------------------------------------------------
@@ -59,18 +60,17 @@ def training_frame(records: Sequence[dict]) -> pd.DataFrame:
 
 def load_run(run_dir: str | os.PathLike) -> RunLogs:
     """Training logs of every stage under train/, evaluation results under eval/, recorded metrics."""
-    from vvkit.io import read_jsonl
-    from vvkit.rundir import read_metrics
 
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise FileNotFoundError(f"{run_dir}: no such run folder (runs are made by `vvkit run` or the notebooks)")
     logs = RunLogs(run_dir, metrics=read_metrics(run_dir))
     for stage in sorted(p for p in (run_dir / "train").glob("*") if p.is_dir()):
-        if (stage / "metrics.jsonl").is_file():
-            logs.train[stage.name] = training_frame(read_jsonl(stage / "metrics.jsonl"))
-        if (stage / "completions.jsonl").is_file():
-            logs.completions[stage.name] = read_jsonl(stage / "completions.jsonl")
+        files = StageDir(stage)
+        if files.metrics.is_file():
+            logs.train[stage.name] = training_frame(read_jsonl(files.metrics))
+        if files.completions.is_file():
+            logs.completions[stage.name] = read_jsonl(files.completions)
     for res in sorted((run_dir / "eval").glob("*/**/results.json")):
         rel = res.parent.relative_to(run_dir / "eval")
         data = json.loads(res.read_text())
@@ -193,7 +193,6 @@ def plot_diagnostics(table: pd.DataFrame, path: str | os.PathLike | None = None,
     import matplotlib.pyplot as plt
     import numpy as np
 
-    from vvkit.evaluate import CONDITIONS
 
     conds = [c for c in CONDITIONS if c in table.columns]
     tasks = list(table.index)
@@ -248,7 +247,6 @@ def task_table(results: dict[str, dict[str, dict]]) -> pd.DataFrame:
 def benchmark_source(path: str | os.PathLike) -> str:
     """Where a committed benchmark table comes from, to print beside it: its results file and the preset (params
     file) and seeds it was run with; another run than the one a notebook shows."""
-    from vvkit.rundir import repo_root
 
     path = Path(path)
     data = json.loads(path.read_text())
@@ -264,8 +262,6 @@ def completions_table(policy: Any, rows: Sequence[Any], frames: dict, label: str
     """One sampled completion per row from a policy folder, scored with the run's reward settings (`rewards`: the
     RewardConfig GRPO pays with) through `vvkit.evaluate.sample_and_score`: what the policy writes before and after
     a stage, graded as training grades it."""
-    from vvkit.evaluate import sample_and_score
-    from vvkit.model import load_policy
 
     model, processor = load_policy(policy)
     recs = [g[0] for g in sample_and_score(model, processor, rows, rewards, frames, temperature=temperature,
@@ -323,7 +319,7 @@ def headline(metrics: dict[str, dict], tables: dict[str, pd.DataFrame] | None = 
 
 def saved_figures(run_dir: str | os.PathLike) -> dict[str, Path]:
     """Every PNG under <run_dir>/figures, by file stem, in name order (so notebook numbers order them)."""
-    return {p.stem: p for p in sorted((Path(run_dir) / "figures").glob("*.png"))}
+    return {p.stem: p for p in sorted(RunDir(run_dir).figures.glob("*.png"))}
 
 
 SETTINGS_KEYS = ("frames", "prompt_version", "decoding", "judge", "open_ended_metric", "seed")
@@ -337,11 +333,11 @@ def write_report(run_dir: str | os.PathLike, headline_metrics: dict,
     decoding: from a results header), warnings, tables (DataFrames, or markdown text such as a benchmark's official
     breakdown) and figures (paths relative to the run folder; default:
     every PNG in <run_dir>/figures)."""
-    from vvkit.io import atomic_write_text
 
     run_dir = Path(run_dir)
     figures = saved_figures(run_dir) if figures is None else figures
-    run = json.loads((run_dir / "run.json").read_text()) if (run_dir / "run.json").is_file() else {}
+    state = RunDir(run_dir).state
+    run = json.loads(state.read_text()) if state.is_file() else {}
     lines = [f"# {title}", "", f"Written {time.strftime('%Y-%m-%d %H:%M:%S')} from `{run_dir.name}`"
              + (f" (seed {run.get('seed')}, code {run.get('code_version')})" if run else "") + ".", ""]
     lines += ["## Headline", "", "```json", json.dumps(headline_metrics, indent=2, default=str), "```", ""]
@@ -357,7 +353,7 @@ def write_report(run_dir: str | os.PathLike, headline_metrics: dict,
         for name, p in figures.items():
             rel = Path(os.path.relpath(Path(p).resolve(), run_dir.resolve())).as_posix()
             lines += [f"### {name}", "", f"![{name}]({rel})", ""]
-    return atomic_write_text(run_dir / "report.md", "\n".join(lines))
+    return atomic_write_text(RunDir(run_dir).report, "\n".join(lines))
 
 
 __all__ = ["LIVE_CURVES", "RunLogs", "benchmark_source", "compare_table", "completions_table", "headline",

@@ -11,9 +11,7 @@ from transformers import TrainerCallback
 
 from vvkit.io import append_jsonl, atomic_write_json, atomic_write_jsonl
 
-METRICS_FILE = "metrics.jsonl"
-COMPLETIONS_FILE = "completions.jsonl"
-CONFIG_FILE = "train_config.json"
+from vvkit.rundir import COMPLETIONS_FILE, CONFIG_FILE, METRICS_FILE, StageDir
 
 
 def config_record(args: Any) -> dict:
@@ -65,7 +63,7 @@ class ConfigInCheckpoint(TrainerCallback):
     """Writes the resolved config into every `checkpoint-N/` (training_args.bin is pickled; this is readable)."""
 
     def on_save(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-        ckpt = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+        ckpt = StageDir(args.output_dir).checkpoint(state.global_step)
         if state.is_world_process_zero and ckpt.is_dir():
             atomic_write_json(ckpt / CONFIG_FILE, config_record(args))
 

@@ -19,11 +19,15 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from vvkit.config import EvalConfig
-from vvkit.io import append_jsonl, atomic_write_json
+from vvkit.io import append_jsonl, atomic_write_json, atomic_write_text, read_jsonl
+from vvkit.model import load_policy
+from vvkit.prompts import PROMPT_VERSION, row_to_messages
 from vvkit.rewards import RewardConfig, make_judge, score_rows
 from vvkit.rollout import (CONDITIONS, NO_INFO_CONDITIONS, encode_prompt, generate, load_clips, sample_rows,
                            strip_video)
+from vvkit.rundir import FINAL_NAMES, RunDir
 from vvkit.schema import Row
+from vvkit.video import FramePolicy
 
 RESULTS_FILE, PREDICTIONS_FILE = "results.json", "predictions.jsonl"
 # Header keys that must match for a folder to be resumed (batch size changes batching, not the answers asked for).
@@ -49,8 +53,6 @@ class Prompt:
 def prepare_prompt(row: Row, policy: Any, condition: str, seed: int = 0, prompt_style: str = "reason") -> Prompt:
     """The row's frames under `condition` (`vvkit.rollout.load_clips`: edits and `meta["window"]` applied) and
     its chat messages."""
-    from vvkit.prompts import row_to_messages
-
     messages = row_to_messages(row, style=prompt_style)
     clips = load_clips(row, policy, condition, seed)
     if not clips:
@@ -62,11 +64,20 @@ def prepare_prompt(row: Row, policy: Any, condition: str, seed: int = 0, prompt_
 # ---- generation ---------------------------------------------------------------------------------------------------
 
 def generate_answers(model: Any, processor: Any, batch: Sequence[Prompt], gen_cfg: EvalConfig) -> list[str]:
-    """Encode prepared prompts and run the one generation loop (`vvkit.rollout.generate`) over them."""
-    encoded = [encode_prompt(processor, p.messages, [] if p.frames is None else [(p.frames, p.fps)]) for p in batch]
+    """Encode prepared prompts and run the engine's one generation loop over them: `vvkit.rollout.generate` (hf) or
+    `vvkit.vllm_engine.generate` (vllm, the same encoded prompts with the same frames and fps)."""
+    clips = [[] if p.frames is None else [(p.frames, p.fps)] for p in batch]
+    encoded = [encode_prompt(processor, p.messages, c) for p, c in zip(batch, clips)]
     temperature = gen_cfg.temperature if gen_cfg.do_sample else 0.0
-    texts = generate(model, processor, encoded, n=1, temperature=temperature, max_new_tokens=gen_cfg.max_new_tokens,
-                     top_p=gen_cfg.top_p, batch_size=len(encoded))
+    if gen_cfg.engine == "vllm":
+        from vvkit import vllm_engine
+
+        texts = vllm_engine.generate(vllm_engine.engine_for(model), processor, encoded, clips, n=1,
+                                     temperature=temperature, max_new_tokens=gen_cfg.max_new_tokens,
+                                     top_p=gen_cfg.top_p)
+    else:
+        texts = generate(model, processor, encoded, n=1, temperature=temperature,
+                         max_new_tokens=gen_cfg.max_new_tokens, top_p=gen_cfg.top_p, batch_size=len(encoded))
     return [t[0] for t in texts]
 
 
@@ -160,8 +171,6 @@ def scoring(cfg: EvalConfig) -> dict:
 def policy_pair(policy: Any) -> tuple[Any, Any, str]:
     """(model, processor, path) from a policy folder (loaded) or a (model, processor) pair."""
     if isinstance(policy, (str, os.PathLike)):
-        from vvkit.model import load_policy
-
         model, processor = load_policy(policy)
         return model, processor, str(policy)
     if isinstance(policy, (tuple, list)) and len(policy) == 2:
@@ -175,8 +184,6 @@ def _read_predictions(path: Path) -> list[dict]:
     damage is an error naming the line."""
     import json
 
-    from vvkit.io import atomic_write_text, read_jsonl
-
     lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
     try:
         json.loads(lines[-1]) if lines and lines[-1].strip() else None
@@ -184,6 +191,37 @@ def _read_predictions(path: Path) -> list[dict]:
         atomic_write_text(path, "".join(lines[:-1]))
         print(f"[vvkit] {path}: dropped a torn last line (interrupted write); that batch is evaluated again")
     return read_jsonl(path)
+
+
+def _same_policy(old: str | None, new: str | None, out_dir: Path) -> bool:
+    """Whether a results folder was made by the policy now evaluated, so a copied or moved run folder resumes its own
+    results: the same path; or, for a policy inside the run folder (the folder above `out_dir` holding params.yaml or
+    run.json, else the one holding both), the same path relative to it; or the same content (config.json and the
+    names and sizes of the folder's files)."""
+    import hashlib
+
+    if old == new:
+        return True
+    if not old or not new:
+        return False
+    old_p, new_p = Path(old), Path(new).resolve()
+    out_dir = out_dir.resolve()
+    marked = [d for d in out_dir.parents if RunDir(d).params.is_file() or RunDir(d).state.is_file()]
+    root = marked[0] if marked else next((d for d in out_dir.parents if new_p.is_relative_to(d)), None)
+    if root is not None and root.parent != root and new_p.is_relative_to(root):
+        rel = new_p.relative_to(root).parts
+        if rel and old_p.parts[-len(rel):] == rel:
+            return True
+
+    def content(folder: Path) -> str | None:
+        if not (folder / "config.json").is_file():
+            return None
+        h = hashlib.sha256((folder / "config.json").read_bytes())
+        for f in sorted(p for p in folder.iterdir() if p.is_file()):
+            h.update(f"{f.name}:{f.stat().st_size};".encode())
+        return h.hexdigest()
+
+    return content(new_p) is not None and content(new_p) == content(old_p)
 
 
 def _check_resume(out_dir: Path, header: dict) -> None:
@@ -194,7 +232,8 @@ def _check_resume(out_dir: Path, header: dict) -> None:
     import json
 
     old = json.loads(old_path.read_text())
-    diff = [k for k in RESUME_KEYS if old.get(k) != header.get(k)]
+    diff = [k for k in RESUME_KEYS if old.get(k) != header.get(k)
+            and not (k == "policy" and _same_policy(old.get(k), header.get(k), out_dir))]
     if diff:
         shown = "; ".join(f"{k}: {old.get(k)!r} -> {header.get(k)!r}" for k in diff)
         raise RuntimeError(f"{old_path}: this folder was evaluated with other settings ({shown}); resuming would mix "
@@ -207,9 +246,6 @@ def evaluate(policy: Any, rows: Sequence[Row], cfg: Any, out_dir: str | os.PathL
     """Generate, score and summarise `rows` under `condition`; with `out_dir`, predictions are appended per batch
     to predictions.jsonl and rows already there are not redone (resume), and results.json is written atomically."""
     from tqdm.auto import tqdm
-
-    from vvkit.prompts import PROMPT_VERSION
-    from vvkit.video import FramePolicy
 
     if not isinstance(cfg, EvalConfig):
         raise TypeError(f"cfg must be an EvalConfig (or AnalysisConfig), got {type(cfg).__name__}")
@@ -226,7 +262,7 @@ def evaluate(policy: Any, rows: Sequence[Row], cfg: Any, out_dir: str | os.PathL
         model, processor, path = policy_pair(policy)
     generate_fn = generate_fn or generate_answers
     path = policy_path or path
-    default_name = Path(path).parent.name if Path(path).name in ("final", "policy") else Path(path).name
+    default_name = Path(path).parent.name if Path(path).name in FINAL_NAMES else Path(path).name
     header = {"policy": path, "policy_name": policy_name or default_name, "condition": condition,
               "frames": frame_policy.to_dict(), "prompt_version": PROMPT_VERSION, "decoding": cfg.decoding(),
               "batch_size": cfg.batch_size, "scoring": scoring(cfg), "seed": cfg.seed}
@@ -296,8 +332,6 @@ def load_result(folder: str | os.PathLike) -> EvalResult:
 
 def policy_dir(run_dir: str | os.PathLike, name: str, policy: str | None = None) -> Path:
     """Where a named policy of a run lives (`vvkit.run.RunDir.policy`)."""
-    from vvkit.rundir import RunDir
-
     return RunDir(run_dir).policy(name, policy)
 
 

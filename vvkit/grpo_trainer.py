@@ -22,11 +22,14 @@ from trl import GRPOTrainer
 from trl.trainer.utils import RepeatSampler
 
 from vvkit.io import append_jsonl
+from vvkit.rundir import StageDir
 from vvkit.rewards.parsing import completion_text, parse_completion
 from vvkit.rewards.rule import format_reward
 from vvkit.rollout import (VIDEO_FIELDS, EncodedPrompt, PromptCache, encode_prompt, never_sampled, row_rng,
                            shuffle_frames, token_types, video_inputs, video_lists)
 from vvkit.video import FramePolicy
+from vvkit.vllm_engine import build_engine, generate_ids, policy_folder, push_weights, require_vllm
+
 TGRPO_CORRECT = 0.1  # Video-R1 counts an ordered completion as correct when its accuracy reward exceeds 0.1
 
 
@@ -59,14 +62,24 @@ class VideoGRPOTrainer(GRPOTrainer):
 
     All G completions of a prompt come from one batched generate (TRL repeats each prompt G times in the generation
     batch); rows of mixed task types share a batch and each reward returns None where it does not apply.
+    With `use_vllm`, a colocated vLLM engine (one per rank) samples them instead of HF generate, from the same frames
+    and fps (`vvkit.vllm_engine`); the loss still sees the HF-encoded video fields of every sample.
     """
 
     def __init__(self, *args: Any, frame_policy: FramePolicy | None = None, **kwargs: Any):
         cfg = kwargs.get("args")
-        if cfg is not None and cfg.use_vllm:
-            raise ValueError("use_vllm=True: TRL 1.16's vLLM backend forwards only images, so video prompts would be "
-                             "sampled without their video. Set use_vllm: false (HF generate) for video rows.")
-        super().__init__(*args, **kwargs)
+        use_vllm = bool(cfg is not None and cfg.use_vllm)
+        if use_vllm:  # TRL's own engine forwards only images: vvkit builds a video-aware one (_vllm_engine)
+            require_vllm()
+            cfg.use_vllm = False
+        try:
+            super().__init__(*args, **kwargs)
+        finally:
+            if use_vllm:
+                cfg.use_vllm = True
+        self.use_vllm = use_vllm  # TRL's flag: its importance-sampling correction then uses the engine's log-probs
+        self._llm: Any = None
+        self._last_loaded_step = -1
         self.frame_policy = frame_policy or FramePolicy.from_dict(getattr(self.args, "frames", None) or {})
         if self._video_pad_token_id is None:
             raise ValueError("the processor's tokenizer has no <|video_pad|> token: not a Qwen2.5-VL processor")
@@ -153,16 +166,53 @@ class VideoGRPOTrainer(GRPOTrainer):
 
     def _tokenize_prompts(self, prompts: list) -> tuple[list[list[int]], None, dict[str, Any]]:
         if self._encoded is None:
+            if self.use_vllm:
+                raise ValueError("use_vllm: the dataset has no `video` column; vvkit's engine samples vvkit rows")
             return super()._tokenize_prompts(prompts)
-        return self._generation_fields(self._encoded)
+        return self._generation_fields(self._encoded, self._clips)
 
-    def _generation_fields(self, encoded: Sequence[EncodedPrompt]) -> tuple[list[list[int]], None, dict[str, Any]]:
-        """(prompt ids, images=None, multimodal fields) in the shape TRL's `_generate_single_turn` expects."""
+    def _generation_fields(self, encoded: Sequence[EncodedPrompt], clips: Sequence[Any]
+                           ) -> tuple[list[list[int]], None, dict[str, Any]]:
+        """(prompt ids, images=None, multimodal fields) in the shape TRL's `_generate_single_turn` expects; with
+        `use_vllm`, also the encoded prompts and their clips for the engine (`vllm_prompts`)."""
+        if self.use_vllm:
+            return [e.input_ids for e in encoded], None, {"vllm_prompts": (list(encoded), list(clips))}
         fields: dict[str, Any] = video_inputs(video_lists(encoded), 0, len(encoded), "cpu")
         fields["mm_token_type_ids"] = [  # a per-token field: TRL left-pads it with the ids
             token_types(torch.tensor(e.input_ids), self._video_pad_token_id, self._image_pad_token_id).tolist()
             for e in encoded]
         return [e.input_ids for e in encoded], None, fields
+
+    # ---- vLLM rollouts (use_vllm) -------------------------------------------------------------------------------
+    def _vllm_engine(self) -> Any:
+        """The colocated engine (built on first use over the policy folder; one per rank, in-process, with the
+        external launcher under torchrun, as TRL's `vllm_mode: colocate`), given the policy's weights once per
+        optimizer step (gathered under ZeRO-3, LoRA merged: `vvkit.vllm_engine.push_weights`)."""
+        if self._llm is None:
+            acc = self.accelerator
+            self._llm = build_engine(
+                policy_folder(acc.unwrap_model(self.model)), seed=self.args.seed + acc.process_index,
+                max_model_len=self.args.vllm_max_model_length or 4096, external_launcher=acc.num_processes > 1,
+                gpu_memory_utilization=self.args.vllm_gpu_memory_utilization,
+                max_num_seqs=self.args.per_device_train_batch_size * self.args.steps_per_generation)
+        if self.state.global_step != self._last_loaded_step:
+            push_weights(self._llm, self.model)
+            self._last_loaded_step = self.state.global_step
+        return self._llm
+
+    def _generate_single_turn(self, prompt_ids: list, images: Any, multimodal_fields: dict, num_generations: int,
+                              has_tool_images: bool = False) -> tuple[list[list[int]], Any]:
+        """TRL's hook: one completion per prompt row (TRL already repeats each prompt G times; the engine samples a
+        prompt's copies as one request), plus the sampled tokens' log-probs for TRL's importance-sampling
+        correction."""
+        if not self.use_vllm:
+            return super()._generate_single_turn(prompt_ids, images, multimodal_fields, num_generations,
+                                                 has_tool_images)
+        encoded, clips = multimodal_fields["vllm_prompts"]
+        out = generate_ids(self._vllm_engine(), self.processing_class, encoded, clips, n=1,
+                           temperature=self.temperature, max_new_tokens=self.max_completion_length,
+                           top_p=self.top_p, top_k=self.top_k or 0, logprobs=True)
+        return [ids for ids, _ in out], [lps for _, lps in out]
 
     def _compute_loss(self, model: Any, inputs: dict[str, Any]) -> torch.Tensor:
         if "video_grid_thw" not in inputs:
@@ -229,12 +279,12 @@ class VideoGRPOTrainer(GRPOTrainer):
         accuracy >= tgrpo_ratio x the shuffled group's, add tgrpo_alpha to each correct ordered completion."""
         device, G = rewards_per_func.device, self.num_generations
         picks = list(range(0, len(inputs), 2))  # every other row: G/2 shuffled samples per prompt, as Video-R1
-        encoded = []
+        encoded, clips = [], []
         for i in picks:
             rng = row_rng(self.args.seed, inputs[i].get("id", ""), self.state.global_step, i)
-            shuffled = [(shuffle_frames(frames, rng), fps) for frames, fps in self._clips[i]]
-            encoded.append(encode_prompt(self.processing_class, inputs[i]["prompt"], shuffled))
-        prompt_ids, _, fields = self._generation_fields(encoded)
+            clips.append([(shuffle_frames(frames, rng), fps) for frames, fps in self._clips[i]])
+            encoded.append(encode_prompt(self.processing_class, inputs[i]["prompt"], clips[-1]))
+        prompt_ids, _, fields = self._generation_fields(encoded, clips)
         completion_ids, _ = self._generate_single_turn(prompt_ids, None, fields, G)
         texts = self.processing_class.batch_decode(completion_ids, skip_special_tokens=True)
         sub = [[{"role": "assistant", "content": t}] for t in texts] if isinstance(prompts[0], list) else texts
@@ -286,7 +336,7 @@ class VideoGRPOTrainer(GRPOTrainer):
                     m[key].append(torch.nanmean(values).item())
         keep = int(getattr(self.args, "save_completions", 0) or 0)
         if keep and self.accelerator.is_main_process:  # rank 0's rows are the first len(inputs) gathered rows
-            path = Path(self.args.output_dir) / "completions.jsonl"
+            path = StageDir(self.args.output_dir).completions
             for i in range(min(keep, len(inputs))):
                 rec = {"step": self.state.global_step + (mode == "train"), "mode": mode, "id": inputs[i].get("id"),
                        "problem_type": inputs[i].get("problem_type"), "solution": inputs[i].get("solution"),

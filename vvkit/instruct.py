@@ -17,7 +17,7 @@ from vvkit.dist import resolve_policy
 from vvkit.grpo_config import TrainConfig
 from vvkit.model import build_tiny_policy
 from vvkit.prompts import PROMPT_VERSION
-from vvkit.rundir import RunDir, repo_root
+from vvkit.rundir import WARM_START_FILE, RunDir, repo_root
 from vvkit.schema import Row, save_rows
 from vvkit.sft import warm_start
 from vvkit.synth.build import SYNTH_VERSION
@@ -83,7 +83,7 @@ def build_instruct(cfg: Any, train: Sequence[Row]) -> Path:
         done += steps
         folder = instruct_folder(cfg, instruct_key(cfg, rows, done))
         final = RunDir(folder).final("warm_start")
-        if not (final / "warm_start.json").is_file() and cfg.world_size > 1:
+        if not (final / WARM_START_FILE).is_file() and cfg.world_size > 1:
             raise RuntimeError(f"the instruct policy {folder} is not built yet; build it with one process first "
                                "(notebook 03, or `python -m vvkit.train --params ...` without torchrun)")
         if policy is None:

@@ -23,6 +23,31 @@ def repo_root(start: str | os.PathLike | None = None) -> Path:
     return here
 
 
+# File names inside a training stage's folder (`train/<stage>/`, or any GRPO `output_dir`).
+METRICS_FILE, COMPLETIONS_FILE, CONFIG_FILE = "metrics.jsonl", "completions.jsonl", "train_config.json"
+SUMMARY_FILE, WARM_START_FILE = "summary.json", "warm_start.json"
+FINAL_NAMES = ("final", "policy")  # a stage's trained policy folder: GRPO's `final/`, the warm start's `policy/`
+
+
+@dataclass(frozen=True)
+class StageDir:
+    """One training stage's folder: its logs, checkpoints, summary and final policy."""
+
+    root: Path
+
+    def __init__(self, root: str | os.PathLike) -> None:
+        object.__setattr__(self, "root", Path(root))
+
+    metrics = property(lambda self: self.root / METRICS_FILE)
+    completions = property(lambda self: self.root / COMPLETIONS_FILE)
+    config = property(lambda self: self.root / CONFIG_FILE)
+    summary = property(lambda self: self.root / SUMMARY_FILE)
+    final = property(lambda self: self.root / "final")
+
+    def checkpoint(self, step: int) -> Path:
+        return self.root / f"checkpoint-{step}"
+
+
 @dataclass(frozen=True)
 class RunDir:
     """The one owner of the run-folder layout: every path and figure name the library and the notebooks use.

@@ -15,7 +15,7 @@ from vvkit.dist import resolve_policy
 from vvkit.model import load_policy, save_policy
 from vvkit.io import atomic_write_json
 from vvkit.rollout import PromptCache, special_ids, token_types, video_inputs, video_lists
-from vvkit.rundir import RunDir
+from vvkit.rundir import WARM_START_FILE, RunDir
 from vvkit.schema import Row, from_record, option_letter, option_text
 from vvkit.grpo_config import SFT_ANSWERS, TrainConfig
 from vvkit.video import FramePolicy
@@ -80,7 +80,7 @@ def warm_start(cfg: TrainConfig, callbacks: list | None = None) -> Path:
     from trl import SFTConfig, SFTTrainer
 
     out, final = RunDir(cfg.run_dir).stage("warm_start"), RunDir(cfg.run_dir).final("warm_start")
-    marker = final / "warm_start.json"
+    marker = final / WARM_START_FILE
     settings = {"sft_steps": cfg.sft_steps, "sft_lr": cfg.sft_lr, "sft_batch_size": cfg.sft_batch_size,
                 "sft_answer": cfg.sft_answer, "sft_reasoning": cfg.sft_reasoning,
                 "seed": cfg.seed, "frames": cfg.frames, "policy": str(resolve_policy(cfg)),

@@ -30,7 +30,7 @@ from vvkit.instruct import start_policy
 from vvkit.io import atomic_write_json
 from vvkit.model import load_policy, resolve_attention, save_policy
 from vvkit.rewards import get_reward_funcs
-from vvkit.rundir import RunDir
+from vvkit.rundir import RunDir, StageDir
 
 
 
@@ -132,9 +132,9 @@ def train(cfg: TrainConfig, callbacks: list | None = None, eval_fn: Callable | N
     trainer.train(resume_from_checkpoint=resume)
 
     # ---- save ----
-    final = save_policy(trainer, processor, out / "final", start)
+    final = save_policy(trainer, processor, StageDir(out).final, start)
     if trainer.accelerator.is_main_process:
-        atomic_write_json(out / "summary.json", {"start_policy": str(start), "rows": len(rows),
+        atomic_write_json(StageDir(out).summary, {"start_policy": str(start), "rows": len(rows),
                                                  "global_step": trainer.state.global_step, "final": str(final)})
     return final
 
