@@ -12,6 +12,7 @@ from vvkit.run import find_notebooks, run_study
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = find_notebooks(ROOT / "notebooks")
+WRITERS = [s for s in NOTEBOOKS if s.section != "analysis"]  # 04 reads a finished run; 01-03 write one
 PRESETS = sorted((ROOT / "params").glob("*.yaml"))
 
 
@@ -52,7 +53,7 @@ def test_parameters_cell_is_short_and_names_only_the_params_file_run_folder_and_
     assert any(call in c.source for c in nb.cells if c.cell_type == "code"), f"{spec.path.name}: no {call}"
 
 
-@pytest.mark.parametrize("spec", NOTEBOOKS, ids=lambda s: s.path.name)
+@pytest.mark.parametrize("spec", WRITERS, ids=lambda s: s.path.name)
 def test_interactive_defaults_are_the_default_preset(spec, tmp_path, monkeypatch):
     """Run interactively with its defaults, every notebook sees params/default.yaml's frame policy, reward settings
     and section values: one home for every default."""
@@ -69,6 +70,36 @@ def test_interactive_defaults_are_the_default_preset(spec, tmp_path, monkeypatch
     assert getattr(got, "rewards", None) == getattr(want, "rewards", None)
     for key in read_params(ROOT / "params" / "default.yaml").get(spec.section) or {}:
         assert getattr(got, key) == getattr(want, key), key
+
+
+def test_analysis_opens_the_newest_run_folder_by_default(tmp_path, monkeypatch):
+    """Notebook 04 opened on a checkout where only `make demo` has run reads that run; with no run at all, the error
+    says how to make one."""
+    import os
+    import shutil
+
+    from vvkit.rundir import RunDir
+    from vvkit.run import notebook_config
+
+    checkout = tmp_path / "checkout"
+    (checkout / "notebooks").mkdir(parents=True)
+    shutil.copytree(ROOT / "params", checkout / "params")
+    monkeypatch.chdir(checkout / "notebooks")  # a kernel started beside the notebook
+    spec = next(s for s in NOTEBOOKS if s.section == "analysis")
+    env: dict = {}
+    exec(_parameters_cell(spec.path), env)
+    with pytest.raises(FileNotFoundError, match="make demo"):
+        notebook_config(spec.section, env["params_file"], env["run_dir"], env["overrides"])
+    (checkout / "runs" / "notes").mkdir(parents=True)  # not a run folder
+    for name, tokens, when in (("default__seed0__20240101-000000", 5, 2_000_000_000),
+                               ("smoke__seed0__20230101-000000", 3, 1_000_000_000)):
+        run = RunDir(checkout / "runs" / name)
+        run.root.mkdir()
+        run.params.write_text(f"analysis: {{max_new_tokens: {tokens}}}\n")
+        for path in (run.params, run.root):
+            os.utime(path, (when, when))
+    cfg = notebook_config(spec.section, env["params_file"], env["run_dir"], env["overrides"])
+    assert Path(cfg.run_dir) == checkout / "runs" / "default__seed0__20240101-000000" and cfg.max_new_tokens == 5
 
 
 def test_a_mistyped_notebook_knob_is_an_error_naming_it():

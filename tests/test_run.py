@@ -106,3 +106,85 @@ def test_training_progress_lines_are_what_vvkit_run_streams(capsys):
     lines = capsys.readouterr().out.splitlines()
     assert [line.split(" | ")[0] for line in lines] == ["[vvkit] grpo step 2/4", "[vvkit] grpo step 4/4"]
     assert "reward 1.000" in lines[-1] and "ETA 0.0 min" in lines[-1]
+
+
+def test_a_resumed_training_notebook_continues_from_its_last_checkpoint(study):
+    """`vvkit run --resume` re-executing notebook 03 after an interruption passes resume_from_checkpoint='last' (its
+    TrainConfig resumes from the newest checkpoint-N); a first run, or one whose params changed, starts afresh."""
+    from vvkit.run import notebook_config
+
+    tmp, nbs, params = study
+    _notebook(nbs / "03_grpo_training.ipynb", "import pathlib\nfrom vvkit.rundir import record_metrics\n"
+              "record_metrics(run_dir, '03_grpo_training', {'overrides': overrides})\n"
+              "assert (pathlib.Path(run_dir) / 'go').exists(), 'killed'")
+    out = tmp / "runs" / "r3"
+    with pytest.raises(NotebookFailed):
+        run_study(params, out=out, notebooks_dir=nbs, progress=False)
+    assert read_metrics(out)["03_grpo_training"]["overrides"] == {}
+    (out / "go").touch()
+    run_study(params, out=out, notebooks_dir=nbs, resume=True, progress=False)
+    assert read_metrics(out)["03_grpo_training"]["overrides"] == {"resume_from_checkpoint": "last"}
+    cfg = notebook_config("grpo_training", out / "params.yaml", out, {"resume_from_checkpoint": "last"})
+    assert cfg.resume_from_checkpoint == "last"
+    # the run's params edited before resuming: the old checkpoints belong to other settings, training starts afresh
+    state = json.loads((out / "run.json").read_text())
+    state["notebooks"]["03_grpo_training.ipynb"]["status"] = "running"  # as a killed run leaves it
+    (out / "run.json").write_text(json.dumps(state))
+    edited = yaml.safe_load((out / "params.yaml").read_text())
+    edited["run"]["seed"] = 8
+    (out / "params.yaml").write_text(yaml.safe_dump(edited))
+    run_study(out / "params.yaml", out=out, notebooks_dir=nbs, resume=True, progress=False)
+    assert read_metrics(out)["03_grpo_training"]["overrides"] == {}
+
+
+def _policy(folder: Path, weights: bytes = b"w" * 10) -> Path:
+    folder.mkdir(parents=True)
+    (folder / "config.json").write_text('{"model_type": "qwen2_5_vl"}')
+    (folder / "model.safetensors").write_bytes(weights)
+    return folder
+
+
+def test_a_copied_or_moved_run_folder_is_analysed_again_from_its_results(tmp_path):
+    """Evaluation results are resumed when the policy is the same: the same place inside the run folder (copied or
+    moved with it), or the same content outside it; another policy is still refused."""
+    import shutil
+
+    import numpy as np
+
+    from vvkit.config import EvalConfig
+    from vvkit.evaluate import evaluate
+    from vvkit.schema import Row
+    from vvkit.video import write_video
+
+    def say(model, processor, batch, cfg):
+        return ["<think>x</think><answer>A</answer>"] * len(batch)
+
+    def boom(*a):
+        raise AssertionError("generated again")
+
+    clip = write_video(np.zeros((4, 56, 56, 3), np.uint8), tmp_path / "v.mp4", fps=4)
+    rows = [Row(f"m{i}", str(clip), "Which?", "A", "mcq", ["A. red", "B. blue"]) for i in range(3)]
+    cfg = EvalConfig(frames={"nframes": 2, "min_pixels": 56 * 56, "max_pixels": 56 * 56, "backend": "pyav", "timeout_s": 0}, batch_size=2,
+                     max_new_tokens=8, progress=False)
+    run = tmp_path / "runs" / "a"
+    (run / "params.yaml").parent.mkdir(parents=True)
+    (run / "params.yaml").write_text("run: {seed: 0}\n")
+    base = _policy(tmp_path / "models" / "base")
+    _policy(run / "train" / "grpo" / "final", weights=b"g" * 11)
+    evaluate(run / "train" / "grpo" / "final", rows, cfg, run / "eval" / "grpo" / "video", generate_fn=say, judge=None)
+    evaluate(base, rows, cfg, run / "eval" / "base" / "video", generate_fn=say, judge=None)
+
+    copy = tmp_path / "runs" / "copy"
+    shutil.copytree(run, copy)
+    moved = tmp_path / "elsewhere" / "a"
+    shutil.move(run, moved)
+    shutil.copytree(base, tmp_path / "models" / "base2")  # the same weights under another name
+    for folder in (copy, moved):
+        res = evaluate(folder / "train" / "grpo" / "final", rows, cfg, folder / "eval" / "grpo" / "video",
+                       generate_fn=boom, judge=None)
+        assert res.metrics["mcq"]["accuracy"] == 1.0
+    evaluate(tmp_path / "models" / "base2", rows, cfg, moved / "eval" / "base" / "video", generate_fn=boom, judge=None)
+    other = _policy(tmp_path / "models" / "other", weights=b"v" * 12)
+    for folder, out in ((other, "grpo"), (other, "base"), (moved / "train" / "grpo" / "final", "base")):
+        with pytest.raises(RuntimeError, match="other settings"):
+            evaluate(folder, rows, cfg, moved / "eval" / out / "video", generate_fn=boom, judge=None)

@@ -43,11 +43,15 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="vvkit", description="Reinforcement-learned video reasoning kit.")
     sub = parser.add_subparsers(dest="cmd", required=True)
     p = sub.add_parser("run", help="run the numbered notebooks headless into a run folder")
-    p.add_argument("--params", default="params/default.yaml", help="params preset (YAML), default params/default.yaml")
+    p.add_argument("--params", default=None,
+                   help="params preset (YAML); default: the params.yaml of an existing --out folder, else "
+                        "params/default.yaml. With --resume it must match the folder's own params.yaml")
     p.add_argument("--out", default=None, help="run folder (default runs/<name>__seed<seed>__<time>)")
     p.add_argument("--notebooks", default="notebooks", help="folder of numbered notebooks NN_name.ipynb")
     p.add_argument("--only", default=None, help="comma-separated notebook numbers to run, e.g. 1,2")
-    p.add_argument("--resume", action="store_true", help="skip notebooks already finished in --out")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the run folder --out with its own params: skip the notebooks it finished, and "
+                        "continue GRPO from its newest checkpoint")
     p.set_defaults(func=_cmd_run)
     p = sub.add_parser("params", help="validate a params file without running anything")
     p.add_argument("params")
@@ -70,6 +74,11 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, NotebookFailed, FileNotFoundError) as e:
         print(f"vvkit: error: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # Ctrl-C: the notebook's kernel was stopped with the run (vvkit.run)
+        if args.cmd == "run":
+            print(f"\nvvkit: interrupted; continue with: vvkit run --out {args.out or '<run folder>'} --resume",
+                  file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

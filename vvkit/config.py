@@ -230,23 +230,61 @@ def stage_config(params: dict, section: str, run_dir: str | Path | None = None, 
 
 
 def load_params(path: str | Path) -> dict:
-    """Read and validate a params file: every section and key must be known, every value well typed."""
+    """Read and validate a params file: every section and key must be known, every value well typed. Every section
+    is checked, and one error lists all that is wrong in the file, so one edit fixes them all."""
     params = read_params(path)
-    run = params.get("run", {}) or {}
+    errors: list[str] = []
+
+    def check(fn: Any, *args: Any, **kw: Any) -> None:
+        try:
+            fn(*args, **kw)
+        except ConfigError as e:
+            if str(e) not in errors:  # the shared `rewards` section is checked again inside each scoring stage
+                errors.append(str(e))
+
+    stages = dict(params)  # each stage is still checked, without a broken shared section (reported once)
+    for name, checker in (("run", _check_run), ("frames", _check_frames), ("rewards", _check_rewards)):
+        n = len(errors)
+        check(checker, params.get(name, {}) or {}, path)
+        if len(errors) > n:
+            stages[name] = {}
+    for section in params:
+        if section not in SHARED_SECTIONS:
+            check(stage_config, stages, section, run_dir="runs/check", where=str(path))
+    if len(errors) == 1:
+        raise ConfigError(errors[0])
+    if errors:
+        raise ConfigError(f"{path}: {len(errors)} errors:\n" + "\n".join(f"  - {e}" for e in errors))
+    return params
+
+
+def _check_run(run: Any, path: str | Path) -> None:
+    if not isinstance(run, dict):
+        raise ConfigError(f"{path}: section 'run' must be a mapping of {sorted(RUN_KEYS)}")
+    problems = []
     unknown = sorted(set(run) - set(RUN_KEYS))
     if unknown:
-        raise ConfigError(f"{path}: section 'run': unknown key(s) {unknown}; valid: {sorted(RUN_KEYS)}")
+        problems.append(f"unknown key(s) {unknown}; valid: {sorted(RUN_KEYS)}")
+    seed = run.get("seed", 0)
+    if not isinstance(seed, int) or isinstance(seed, bool):
+        problems.append(f"seed = {seed!r} should be an integer, e.g. seed: 0")
+    if problems:
+        raise ConfigError(f"{path}: section 'run': " + "; ".join(problems))
+
+
+def _check_rewards(rewards: Any, path: str | Path) -> None:
+    if not isinstance(rewards, dict):
+        raise ConfigError(f"{path}: section 'rewards' must be a mapping of reward settings")
+    from_dict(RewardConfig, dict(rewards), where=f"{path}: section 'rewards'")
+
+
+def _check_frames(frames: Any, path: str | Path) -> None:
     from vvkit.video import FramePolicy
 
     try:
-        FramePolicy.from_dict(params.get("frames", {}) or {})
-    except (TypeError, ValueError) as e:
+        FramePolicy.from_dict(frames)
+    except (TypeError, ValueError, AttributeError) as e:
         raise ConfigError(f"{path}: section 'frames': {e}") from None
-    from_dict(RewardConfig, dict(params.get("rewards") or {}), where=f"{path}: section 'rewards'")
-    for section in params:
-        if section not in SHARED_SECTIONS:
-            stage_config(params, section, run_dir="runs/check", where=str(path))
-    return params
 
 
 def parse_overrides(items: list[str]) -> dict:
