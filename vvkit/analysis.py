@@ -41,7 +41,7 @@ class RunLogs:
     def stage(self, name: str) -> pd.DataFrame:
         """The per-step log of one training stage, or an error saying which notebook writes it."""
         if name not in self.train:
-            raise FileNotFoundError(f"{self.run_dir / 'train' / name / 'metrics.jsonl'}: no training log for stage "
+            raise FileNotFoundError(f"{RunDir(self.run_dir).stage_dir(name).metrics}: no training log for stage "
                                     f"{name!r} (notebook 03 writes it); stages found: {sorted(self.train)}")
         return self.train[name]
 

@@ -100,6 +100,10 @@ class RunDir:
         """`train/<name>`: a training stage's logs and checkpoints (warm_start, grpo, or a comparison arm)."""
         return self.root / "train" / name
 
+    def stage_dir(self, name: str) -> StageDir:
+        """`train/<name>` as a StageDir (its logs, checkpoints, summary and final policy)."""
+        return StageDir(self.stage(name))
+
     def stages(self) -> list[Path]:
         folder = self.root / "train"
         return sorted(p for p in folder.iterdir() if p.is_dir()) if folder.is_dir() else []
