@@ -336,7 +336,7 @@ def policy_dir(run_dir: str | os.PathLike, name: str, policy: str | None = None)
 
 
 def sample_and_score(model: Any, processor: Any, rows: Sequence[Row], rewards: RewardConfig | dict,
-                     frames: dict | None, n: int = 1, temperature: float = 0.0, max_new_tokens: int = 64,
+                     frames: dict, n: int = 1, temperature: float = 0.0, max_new_tokens: int = 64,
                      judge: Any = None, reading: str = "tagged", seed: int | None = None,
                      batch_size: int = 64) -> list[list[dict]]:
     """`n` completions per row through the one input path and generation loop (`vvkit.rollout.sample_rows`), each
@@ -360,7 +360,7 @@ def sample_and_score(model: Any, processor: Any, rows: Sequence[Row], rewards: R
     return out
 
 
-def accuracy_hook(rows: Sequence[Row], frames: dict | None, rewards: RewardConfig | dict, judge: Any = None,
+def accuracy_hook(rows: Sequence[Row], frames: dict, rewards: RewardConfig | dict, judge: Any = None,
                   max_new_tokens: int = 64) -> Callable:
     """A `train(..., eval_fn=...)` hook: greedy accuracy and format rate on held-out rows, scored with the run's
     reward settings (`sample_and_score`)."""

@@ -248,13 +248,15 @@ def generate(model: Any, processor: Any, encoded: Sequence[EncodedPrompt], n: in
     return out
 
 
-def sample_rows(model: Any, processor: Any, rows: Sequence[Row | dict], frames: dict | FramePolicy | None = None,
+def sample_rows(model: Any, processor: Any, rows: Sequence[Row | dict], frames: dict | FramePolicy,
                 n: int = 1, temperature: float = 1.0, max_new_tokens: int = 64, condition: str = "video",
                 seed: int = 0, prompt_style: str = "reason", batch_size: int = 64, **generate_kwargs: Any
                 ) -> list[list[str]]:
     """Rows -> `n` completions each, through the one input path and the one generation loop (difficulty filter,
     notebook previews, benchmarks); temperature 0 = greedy."""
-    policy = frames if isinstance(frames, FramePolicy) else FramePolicy.from_dict(frames or {})
+    if frames is None:  # no silent fallback to FramePolicy(): the run's `frames` section decides
+        raise ValueError("sample_rows: frames is None; pass the run's frame policy (the params' `frames` section)")
+    policy = frames if isinstance(frames, FramePolicy) else FramePolicy.from_dict(frames)
     per_call = max(1, batch_size // max(1, n))  # rows are encoded as they are needed, one generate call at a time
     out: list[list[str]] = []
     for start in range(0, len(rows), per_call):
