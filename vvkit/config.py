@@ -119,10 +119,18 @@ class EvalConfig:
                                      "'authors' (the authors' wording and system turn).")
     rewards: dict = _f({}, "The shared `rewards` settings: the judge and open_ended_metric used to score answers.")
     progress: bool = _f(True, "Show a progress bar while generating.")
+    engine: str = _f("hf", "Generation engine: 'hf' (transformers generate) or 'vllm' (a vLLM engine over the policy "
+                           "folder, same prompts, frames and fps; needs .venv-vllm, docs/vllm.md).")
+
+    def __post_init__(self) -> None:
+        if self.engine not in ("hf", "vllm"):
+            raise ConfigError(f"engine = {self.engine!r}; use 'hf' (transformers generate) or 'vllm'")
 
     def decoding(self) -> dict:
         """The settings that decide the generated text (recorded in every results header)."""
         d = {"do_sample": self.do_sample, "max_new_tokens": self.max_new_tokens, "prompt_style": self.prompt_style}
+        if self.engine != "hf":  # headers written before the engine choice existed stay resumable
+            d["engine"] = self.engine
         if self.do_sample:
             d.update(temperature=self.temperature, top_p=self.top_p)
         return d
@@ -153,6 +161,7 @@ class AnalysisConfig(SharedConfig, EvalConfig):
     n_completions: int = _f(24, "Completions shown in the viewer and written to completions.html, predictions.html.")
 
     def __post_init__(self) -> None:
+        EvalConfig.__post_init__(self)
         from vvkit.rollout import CONDITIONS
 
         bad = [c for c in self.diagnostics if c not in CONDITIONS]

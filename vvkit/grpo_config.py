@@ -105,6 +105,9 @@ class TrainConfig(GRPOConfig):
             raise ConfigError("grpo_training: set instruct_steps (instruct start) or sft_steps (warm start), not both")
         if self.difficulty_filter_k < 0 or self.sft_steps < 0 or self.instruct_steps < 0:
             raise ConfigError("grpo_training: difficulty_filter_k, sft_steps and instruct_steps must be >= 0 (0 = off)")
+        if self.use_vllm and self.vllm_mode != "colocate":
+            raise ConfigError(f"grpo_training.vllm_mode = {self.vllm_mode!r}: with use_vllm, vvkit samples video "
+                              "with a colocated engine (one per process, vvkit.vllm_engine); set vllm_mode: colocate")
         if self.lora is not None and not isinstance(self.lora, dict):
             raise ConfigError(f"grpo_training.lora must be a mapping of peft LoraConfig fields or null, "
                               f"got {self.lora!r}")
