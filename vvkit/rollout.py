@@ -59,7 +59,7 @@ def condition_frames(frames: np.ndarray, condition: str, rng: np.random.Generato
     raise ValueError(f"condition {condition!r} has no frames; choose one of {CONDITIONS[:3]}")
 
 
-def load_clips(row: Row | dict, policy: FramePolicy, condition: str = "video", seed: int = 0) -> Clips:
+def load_clips(row: Row | dict, frame_policy: FramePolicy, condition: str = "video", seed: int = 0) -> Clips:
     """The row's clips under the frame policy: lazy edits and `meta["window"]` ([start, end] s, as MVBench gives)
     applied, then the condition (`no_video` gives no clips). The fps stays the real clip's, so only pixels change."""
     row = as_row(row)
@@ -68,7 +68,7 @@ def load_clips(row: Row | dict, policy: FramePolicy, condition: str = "video", s
     if condition == "no_video":
         return []
     start, end = row.meta.get("window") or (None, None)
-    clip = read_video(row.video, policy, start=start, end=end, edits=row.edits)
+    clip = read_video(row.video, frame_policy, start=start, end=end, edits=row.edits)
     return [(condition_frames(clip.frames, condition, row_rng(seed, row.id)), float(clip.sampled_fps))]
 
 
@@ -116,11 +116,11 @@ def encode_prompt(processor: Any, messages: list[dict], clips: Clips) -> Encoded
                          second_per_grid_ts=torch.as_tensor(enc["second_per_grid_ts"], dtype=torch.float32))
 
 
-def encode_row(processor: Any, row: Row | dict, policy: FramePolicy, condition: str = "video", seed: int = 0,
+def encode_row(processor: Any, row: Row | dict, frame_policy: FramePolicy, condition: str = "video", seed: int = 0,
                prompt_style: str = "reason") -> tuple[Clips, EncodedPrompt]:
     """Row -> (clips, encoded prompt): the whole input path in one call."""
     row = as_row(row)
-    clips = load_clips(row, policy, condition, seed)
+    clips = load_clips(row, frame_policy, condition, seed)
     return clips, encode_prompt(processor, row_to_messages(row, style=prompt_style), clips)
 
 
@@ -128,8 +128,8 @@ class PromptCache:
     """LRU of decoded clips and encoded prompts per row (id, video, edits, window), bounded in bytes: rows come back
     every epoch and TRL repeats each prompt G times, so each video is decoded and encoded once while it stays cached."""
 
-    def __init__(self, processor: Any, policy: FramePolicy, max_bytes: int = 1 << 30):
-        self.processor, self.policy, self.max_bytes = processor, policy, int(max_bytes)
+    def __init__(self, processor: Any, frame_policy: FramePolicy, max_bytes: int = 1 << 30):
+        self.processor, self.frame_policy, self.max_bytes = processor, frame_policy, int(max_bytes)
         self._items: OrderedDict[tuple, tuple[Clips, EncodedPrompt, int]] = OrderedDict()
         self.bytes = 0
 
@@ -139,7 +139,7 @@ class PromptCache:
         if key in self._items:
             self._items.move_to_end(key)
             return self._items[key][:2]
-        clips, enc = encode_row(self.processor, row, self.policy)
+        clips, enc = encode_row(self.processor, row, self.frame_policy)
         size = enc.pixel_values_videos.nbytes + sum(f.nbytes for f, _ in clips)
         self._items[key] = (clips, enc, size)
         self.bytes += size
@@ -256,11 +256,11 @@ def sample_rows(model: Any, processor: Any, rows: Sequence[Row | dict], frames: 
     notebook previews, benchmarks); temperature 0 = greedy."""
     if frames is None:  # no silent fallback to FramePolicy(): the run's `frames` section decides
         raise ValueError("sample_rows: frames is None; pass the run's frame policy (the params' `frames` section)")
-    policy = frames if isinstance(frames, FramePolicy) else FramePolicy.from_dict(frames)
+    frame_policy = frames if isinstance(frames, FramePolicy) else FramePolicy.from_dict(frames)
     per_call = max(1, batch_size // max(1, n))  # rows are encoded as they are needed, one generate call at a time
     out: list[list[str]] = []
     for start in range(0, len(rows), per_call):
-        encoded = [encode_row(processor, r, policy, condition, seed, prompt_style)[1]
+        encoded = [encode_row(processor, r, frame_policy, condition, seed, prompt_style)[1]
                    for r in rows[start:start + per_call]]
         out += generate(model, processor, encoded, n=n, temperature=temperature, max_new_tokens=max_new_tokens,
                         batch_size=batch_size, **generate_kwargs)

@@ -54,8 +54,8 @@ class VideoSFTCollator:
     """Rows -> SFT batches: prompt (with its video at the real fps) + template target + <|im_end|>; loss on the
     target only. SFTTrainer's own VLM collator reads `image`/`images` columns only, hence this one."""
 
-    def __init__(self, processor: Any, policy: FramePolicy, answer: str = "letter"):
-        self.processor, self.cache, self.answer = processor, PromptCache(processor, policy), answer
+    def __init__(self, processor: Any, frame_policy: FramePolicy, answer: str = "letter"):
+        self.processor, self.cache, self.answer = processor, PromptCache(processor, frame_policy), answer
 
     def __call__(self, records: list[dict]) -> dict[str, torch.Tensor]:
         tok = self.processor.tokenizer

@@ -104,7 +104,7 @@ def _floor_by(x: float, f: int) -> int:
     return math.floor(x / f) * f
 
 
-def smart_nframes(policy: FramePolicy, duration_s: float | None, video_fps: float, total_frames: int) -> int:
+def smart_nframes(frame_policy: FramePolicy, duration_s: float | None, video_fps: float, total_frames: int) -> int:
     """Number of frames to sample (qwen-vl-utils `smart_nframes` rule).
 
     fps rule: duration*fps clamped to [ceil_even(min_frames), floor_even(max_frames)], capped by total_frames, then
@@ -114,11 +114,11 @@ def smart_nframes(policy: FramePolicy, duration_s: float | None, video_fps: floa
     """
     if duration_s is None:
         duration_s = total_frames / video_fps
-    if policy.nframes is not None:
-        n = _round_by(policy.nframes, FRAME_FACTOR)
+    if frame_policy.nframes is not None:
+        n = _round_by(frame_policy.nframes, FRAME_FACTOR)
     else:
-        lo, hi = _ceil_by(policy.min_frames, FRAME_FACTOR), _floor_by(policy.max_frames, FRAME_FACTOR)
-        n = _floor_by(min(max(duration_s * policy.fps, lo), hi, total_frames), FRAME_FACTOR)
+        lo, hi = _ceil_by(frame_policy.min_frames, FRAME_FACTOR), _floor_by(frame_policy.max_frames, FRAME_FACTOR)
+        n = _floor_by(min(max(duration_s * frame_policy.fps, lo), hi, total_frames), FRAME_FACTOR)
     if not FRAME_FACTOR <= n <= total_frames:
         raise ValueError(f"needs {n} frames but only {total_frames} are available ({duration_s:.3f} s); "
                          f"lower FramePolicy.nframes, or use a longer clip/window")
@@ -150,16 +150,16 @@ def smart_resize(height: int, width: int, factor: int = IMAGE_FACTOR, min_pixels
     return h, w
 
 
-def frame_pixel_cap(policy: FramePolicy, nframes: int) -> float:
+def frame_pixel_cap(frame_policy: FramePolicy, nframes: int) -> float:
     """Per-frame pixel cap, qwen-vl-utils 0.0.10 `fetch_video`:
     min(max_pixels, max(min(768*28*28, total_pixels / nframes * 2), int(min_pixels * 1.05)))."""
-    budget = min(VIDEO_MAX_PIXELS, policy.total_pixels / nframes * FRAME_FACTOR)
-    return min(policy.max_pixels, max(budget, int(policy.min_pixels * 1.05)))
+    budget = min(VIDEO_MAX_PIXELS, frame_policy.total_pixels / nframes * FRAME_FACTOR)
+    return min(frame_policy.max_pixels, max(budget, int(frame_policy.min_pixels * 1.05)))
 
 
-def frame_size(policy: FramePolicy, height: int, width: int, nframes: int) -> tuple[int, int]:
+def frame_size(frame_policy: FramePolicy, height: int, width: int, nframes: int) -> tuple[int, int]:
     """The (H, W) every sampled frame is resized to for a clip of `nframes` frames."""
-    return smart_resize(height, width, IMAGE_FACTOR, policy.min_pixels, frame_pixel_cap(policy, nframes))
+    return smart_resize(height, width, IMAGE_FACTOR, frame_policy.min_pixels, frame_pixel_cap(frame_policy, nframes))
 
 
 @dataclass
@@ -289,9 +289,9 @@ def _apply_mask(frames: np.ndarray, times: np.ndarray, mask: list[tuple]) -> Non
         frames[(times >= s - 1e-6) & (times < e - 1e-6)] = 0
 
 
-def read_video(path: str | list[str], policy: FramePolicy, start: float | None = None, end: float | None = None,
+def read_video(path: str | list[str], frame_policy: FramePolicy, start: float | None = None, end: float | None = None,
                edits: dict | None = None) -> Clip:
-    """Sample a clip per `policy`, decoding only the sampled frames; `edits` are applied lazily.
+    """Sample a clip per `frame_policy`, decoding only the sampled frames; `edits` are applied lazily.
 
     mask: frames whose timestamp falls in a [s, e) span become black; positions are those of the unedited clip.
     interleave: `path` is a list; the timeline is the concatenation of [source, s, e) chunks, sampled uniformly,
@@ -300,7 +300,7 @@ def read_video(path: str | list[str], policy: FramePolicy, start: float | None =
     """
     paths, mask, inter = _parse(path, edits)
     used = sorted({c[0] for c in inter}) if inter else [0]
-    infos = _probe_all(paths, used, policy.backend, policy.timeout_s)
+    infos = _probe_all(paths, used, frame_policy.backend, frame_policy.timeout_s)
     src, idx, t, duration = _timeline(paths, infos, inter, start, end)
     if start is None and end is None:   # a mask past the end of a shorter file would silently hide nothing
         frame = duration / len(t)
@@ -309,16 +309,16 @@ def read_video(path: str | list[str], policy: FramePolicy, start: float | None =
                 raise VideoError(f"{paths[0] if len(paths) == 1 else paths}: edits['mask'][{i}] [{s}, {e}] ends past "
                                  f"the video's {duration:.3f} s; the file is shorter than its annotation")
     try:
-        n = smart_nframes(policy, duration, len(t) / duration, len(t))
-        size = frame_size(policy, infos[used[0]]["height"], infos[used[0]]["width"], n)
+        n = smart_nframes(frame_policy, duration, len(t) / duration, len(t))
+        size = frame_size(frame_policy, infos[used[0]]["height"], infos[used[0]]["width"], n)
     except ValueError as e:
         raise VideoError(f"{paths[0] if len(paths) == 1 else paths}: {e}") from None
     pos = np.round(np.linspace(0, len(t) - 1, n)).astype(np.int64)
-    frames = _gather(paths, src[pos], idx[pos], size, policy.backend, policy.timeout_s)
+    frames = _gather(paths, src[pos], idx[pos], size, frame_policy.backend, frame_policy.timeout_s)
     _apply_mask(frames, t[pos], mask)
     first = infos[used[0]]
     return Clip(frames=frames, indices=idx[pos], timestamps=t[pos], sampled_fps=n / duration,
-                backend=policy.backend, source_fps=first["fps"], source_size=(first["height"], first["width"]),
+                backend=frame_policy.backend, source_fps=first["fps"], source_size=(first["height"], first["width"]),
                 duration=duration, path=paths if inter else paths[0], sources=src[pos] if inter else None)
 
 

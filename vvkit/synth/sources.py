@@ -100,20 +100,20 @@ def official_split(videos: list[AnnotatedVideo], mode: str, test_fraction: float
     return split_videos([v.id for v in videos], test_fraction, seed), how
 
 
-def probe_times(path: str, policy: FramePolicy) -> np.ndarray:
+def probe_times(path: str, frame_policy: FramePolicy) -> np.ndarray:
     """Frame timestamps of a file as the training decoder sees them (one header probe, no decoding)."""
     from vvkit.decode import run_task
 
-    return np.asarray(run_task(policy.timeout_s, path, "probe", path, policy.backend, True)["times"], float)
+    return np.asarray(run_task(frame_policy.timeout_s, path, "probe", path, frame_policy.backend, True)["times"], float)
 
 
-def clip_sources(cfg: SynthConfig, policy: FramePolicy) -> tuple[dict[str, list[ClipQA]], list[str]]:
+def clip_sources(cfg: SynthConfig, frame_policy: FramePolicy) -> tuple[dict[str, list[ClipQA]], list[str]]:
     """The MixVidQA clip list, split by its own `split` field or at random, with unknown durations probed."""
     clips, problems = read_clip_qa(cfg.mixvid_clips, cfg.video_root or None, cfg.strict)
     for c in clips:
         if c.length is None:
             try:
-                t = probe_times(c.video, policy)
+                t = probe_times(c.video, frame_policy)
                 c.duration = float(t[-1] + (t[1] - t[0])) if len(t) > 1 else None
             except Exception as e:
                 problems.append(f"{c.video}: could not read its duration ({type(e).__name__}: {e})")
