@@ -40,3 +40,14 @@ def test_stage_dir_names_every_file_of_a_stage(tmp_path):
     stage = rundir.RunDir(tmp_path).stage_dir("grpo")
     assert stage.metrics == tmp_path / "train" / "grpo" / rundir.METRICS_FILE
     assert stage.checkpoint(7).name == "checkpoint-7" and stage.final.name == "final"
+
+
+def test_the_last_checkpoint_is_the_newest_complete_one(tmp_path):
+    stage = rundir.StageDir(tmp_path)
+    assert stage.last_checkpoint() is None
+    for step in (2, 10):
+        stage.checkpoint(step).mkdir()
+        (stage.checkpoint(step) / "trainer_state.json").write_text("{}")
+    stage.checkpoint(12).mkdir()  # killed in the middle of its save: no trainer_state.json yet
+    (stage.checkpoint(12) / "model.safetensors").write_text("partial")
+    assert stage.last_checkpoint() == stage.checkpoint(10)  # 10 > 2 numerically, 12 is incomplete

@@ -39,21 +39,22 @@ def _type_ok(value: Any, tp: Any) -> bool:
 
 
 def from_dict(cls: type, d: dict, where: str = "params") -> Any:
-    """Build dataclass `cls` from `d`, rejecting unknown keys and wrongly typed values with a named error."""
+    """Build dataclass `cls` from `d`; every unknown key and every wrongly typed value is reported in one error."""
     names = {f.name: f for f in dataclasses.fields(cls) if f.init}
+    problems = []
     unknown = sorted(set(d) - set(names))
     if unknown:
-        raise ConfigError(
-            f"{where}: unknown key(s) {unknown} for {cls.__name__}; valid keys: {sorted(names)}"
-        )
+        problems.append(f"unknown key(s) {unknown} for {cls.__name__}; valid keys: {sorted(names)}")
     try:
         hints = typing.get_type_hints(cls)
     except Exception:  # third-party base classes may have unresolved forward references
         hints = {}
     for k, v in d.items():
         tp = hints.get(k)
-        if tp is not None and not _type_ok(v, tp):
-            raise ConfigError(f"{where}: key {k!r} = {v!r} should be of type {tp}")
+        if k in names and tp is not None and not _type_ok(v, tp):
+            problems.append(f"key {k!r} = {v!r} should be of type {tp}")
+    if problems:
+        raise ConfigError(f"{where}: " + "; ".join(problems))
     return cls(**d)
 
 

@@ -47,6 +47,13 @@ class StageDir:
     def checkpoint(self, step: int) -> Path:
         return self.root / f"checkpoint-{step}"
 
+    def last_checkpoint(self) -> Path | None:
+        """The newest complete checkpoint: one holding `trainer_state.json`, which the Trainer writes last, so a
+        run killed in the middle of a save resumes from the checkpoint before it."""
+        done = [p for p in self.root.glob("checkpoint-*") if p.name.split("-")[-1].isdigit()
+                and (p / "trainer_state.json").is_file()]
+        return max(done, key=lambda p: int(p.name.split("-")[-1]), default=None)
+
 
 @dataclass(frozen=True)
 class RunDir:

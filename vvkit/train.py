@@ -125,10 +125,9 @@ def train(cfg: TrainConfig, callbacks: list | None = None, eval_fn: Callable | N
 
     # ---- train ----
     resume = cfg.resume_from_checkpoint
-    if resume == "last":
-        from transformers.trainer_utils import get_last_checkpoint
-
-        resume = get_last_checkpoint(str(out)) if out.is_dir() else None
+    if resume == "last":  # the newest complete checkpoint (a run killed mid-save leaves a partial one)
+        last = StageDir(out).last_checkpoint()
+        resume = str(last) if last is not None else None
     trainer.train(resume_from_checkpoint=resume)
 
     # ---- save ----
