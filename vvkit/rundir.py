@@ -63,6 +63,7 @@ class RunDir:
         data/{train,test}.jsonl, videos/     policy/tiny/     rewards/ (judge cache, playground tables)
         train/warm_start/{policy/, metrics.jsonl}  train/<stage>/{final/, metrics.jsonl, completions.jsonl}
         eval/<policy>/<condition>/{results.json, predictions.jsonl}  eval/<policy>/benchmarks/<name>/
+        eval/<policy>/lmms_eval/ (lmms-eval's results)     lmms_tasks/ (the test sets as lmms-eval tasks)
     """
 
     root: Path
@@ -124,6 +125,12 @@ class RunDir:
 
     def benchmark(self, policy: str, name: str) -> Path:
         return self.root / "eval" / policy / "benchmarks" / name
+
+    def lmms_eval(self, policy: str) -> Path:
+        """`eval/<policy>/lmms_eval/`: a policy's lmms-eval runs (`vvkit lmms-eval`), beside the kit's own evaluation."""
+        return self.root / "eval" / policy / "lmms_eval"
+
+    lmms_tasks = property(lambda self: self.root / "lmms_tasks")  # the run's test sets as lmms-eval tasks
 
     def policy(self, name: str, base: str | None = None) -> Path:
         """A named policy of the run: 'base' = `base` or the tiny policy; 'start' = the policy GRPO started from (as
