@@ -13,14 +13,35 @@ def module_name(path: Path) -> str:
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
-def import_graph() -> dict[str, set[str]]:
+# docs/architecture.md's module table, bottom to top: a module imports only modules of its own row or rows before it.
+LAYERS = [("fields", "io"), ("schema",), ("rundir",), ("decode", "video", "videowrite"), ("prompts",), ("synth",),
+          ("processing", "model"), ("rollout",), ("vllm_engine",), ("rewards",), ("config",), ("budget",),
+          ("grpo_config", "callbacks"), ("dist", "data"), ("evaluate", "diagnostics", "benchmarks"),
+          ("sft", "instruct", "difficulty"), ("grpo_trainer",), ("train",), ("viz", "analysis", "viewer"),
+          ("study", "run", "cli", "lmms_eval", "lmms_tasks", "lmms_template")]
+
+
+def _type_checking_nodes(tree: ast.AST) -> set[int]:
+    """ids of the nodes inside `if TYPE_CHECKING:` blocks (annotations only: never executed)."""
+    out: set[int] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If) and ast.unparse(node.test).endswith("TYPE_CHECKING"):
+            out |= {id(n) for b in node.body for n in ast.walk(b)}
+    return out
+
+
+def import_graph(type_checking: bool = True) -> dict[str, set[str]]:
     """{module: vvkit modules it imports anywhere in its body}; `from vvkit.pkg import name` counts the submodule
-    `vvkit.pkg.name` when it exists, else the package."""
+    `vvkit.pkg.name` when it exists, else the package. `type_checking=False` leaves out `if TYPE_CHECKING:` imports."""
     mods = {module_name(p): p for p in PKG.rglob("*.py")}
     graph: dict[str, set[str]] = {}
     for name, path in mods.items():
         deps: set[str] = set()
-        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        tree = ast.parse(path.read_text(), str(path))
+        skip = set() if type_checking else _type_checking_nodes(tree)
+        for node in ast.walk(tree):
+            if id(node) in skip:
+                continue
             if isinstance(node, ast.Import):
                 deps |= {a.name for a in node.names if a.name.startswith("vvkit")}
             elif isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("vvkit"):
@@ -69,3 +90,17 @@ def test_no_import_cycle_among_vvkit_modules():
 def test_train_is_imported_by_nothing_below_it():
     users = {m for m, deps in import_graph().items() if "vvkit.train" in deps}
     assert users <= {"vvkit.study", "vvkit.cli", "vvkit.run"}, users
+
+
+def layer(module: str) -> int:
+    top = module.split(".")[1]
+    for i, names in enumerate(LAYERS):
+        if top in names:
+            return i
+    raise AssertionError(f"{module} is in no layer: add it to LAYERS and to docs/architecture.md's module table")
+
+
+def test_every_import_points_down_the_table():
+    up = sorted(f"{m} -> {d}" for m, deps in import_graph(type_checking=False).items() if m != "vvkit"
+                for d in deps if d != "vvkit" and layer(d) > layer(m))
+    assert not up, up
