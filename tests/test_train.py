@@ -290,7 +290,8 @@ def test_difficulty_filter_drops_rows_all_k_samples_get_right(world, monkeypatch
     monkeypatch.setattr(D, "sample_and_score", scored)
     model, processor = load_policy(world["policy"])
     rows = [Row(**r.to_dict()) for r in world["rows"]]
-    kept = D.filter_by_difficulty(model, processor, rows, {}, FRAMES, k=3, max_new_tokens=4, batch_size=2)
+    kept = D.filter_by_difficulty(model, processor, rows, {}, FRAMES, k=3, temperature=1.0, max_new_tokens=4,
+                                  caption_spread=0.2, batch_size=2)
     assert [r.id for r in kept] == ["m1", "o2", "o1"]
     assert calls.count("m0") == 3 and len(calls) == 12
     assert kept[0].meta["difficulty"] == {"k": 3, "correct": 0}

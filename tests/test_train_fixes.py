@@ -175,7 +175,8 @@ def test_difficulty_filter_drops_captions_whose_f1_barely_varies(world, monkeypa
                 for r in rows]
 
     monkeypatch.setattr(D, "sample_and_score", scored)
-    kept = D.filter_by_difficulty(None, None, _caption_rows(world), {}, FRAMES, k=5, judge=object())
+    kept = D.filter_by_difficulty(None, None, _caption_rows(world), {}, FRAMES, k=5, temperature=1.0,
+                                  max_new_tokens=2, caption_spread=0.2, judge=object())
     assert [r.id for r in kept] == ["m1", "c_spread"]  # m0: all 5 right; c_flat: F1 std 0.03 < 0.2
     assert kept[1].meta["difficulty"]["f1_std"] == pytest.approx(D.spread(f1s["c_spread"]), abs=1e-6)
     assert D.spread([0.0, 1.0]) == 0.5 and D.spread([0.3] * 5) == 0.0

@@ -53,10 +53,11 @@ def verdict(row: Row, scored: Sequence[dict], caption_spread: float) -> dict | N
 
 
 def filter_by_difficulty(model: Any, processor: Any, rows: Sequence[Row], rewards: RewardConfig | dict,
-                         frames: dict | None, k: int = 5, temperature: float = 1.0, max_new_tokens: int = 64,
-                         caption_spread: float = 0.2, judge: Any = None, batch_size: int = 8) -> list[Row]:
+                         frames: dict, *, k: int, temperature: float, max_new_tokens: int, caption_spread: float,
+                         judge: Any = None, batch_size: int = 8) -> list[Row]:
     """Sample k completions per row, score them with the run's `rewards`, keep the rows `verdict` keeps (with
-    `meta['difficulty']`: {k, correct} or {k, f1_std}); `batch_size` rows are encoded and sampled at a time."""
+    `meta['difficulty']`: {k, correct} or {k, f1_std}); `batch_size` rows are encoded and sampled at a time. The
+    settings have no defaults here: they are the run's (`TrainConfig.difficulty_*`, paper: k=5 at T=1, 0.2)."""
     judge = judge if judge is not None else make_judge(**(rewards.settings() if isinstance(rewards, RewardConfig)
                                                           else rewards))
     kept = []
