@@ -1,6 +1,6 @@
-"""DeepSpeed ZeRO-3 (the paper's multi-GPU setup) on two CPU processes (gloo): two GRPO steps of the tiny policy with
-the parameters partitioned over both ranks, the tiny policy built whole by the main process, and a final policy
-saved whole (`stage3_gather_16bit_weights_on_model_save`) that loads back with every weight trained."""
+"""DeepSpeed ZeRO-3 (the paper's multi-GPU setup) on two CPU processes (gloo): the difficulty filter on every rank, two GRPO
+steps of the tiny policy with the parameters partitioned over both ranks and a final policy saved whole
+(`stage3_gather_16bit_weights_on_model_save`); and bf16 sampling and loss passes that see the same temporal positions."""
 from __future__ import annotations
 
 import json
@@ -37,26 +37,21 @@ def zero3_run(tmp_path: Path, *extra: str, ds: dict | None = None) -> subprocess
     return subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
 
 
-def test_two_zero3_steps_on_two_cpu_processes(tmp_path):
-    proc = zero3_run(tmp_path)
+def test_two_zero3_steps_with_the_difficulty_filter_on_two_cpu_processes(tmp_path):
+    """params/paper.yaml filters rows before RL: under ZeRO-3 the filter once loaded the policy on the main process
+    inside DeepSpeed's partitioned init while the other rank waited in a broadcast (gloo: "collective mismatch").
+    Now both ranks filter their shard, then two ZeRO-3 steps train and save a whole policy."""
+    proc = zero3_run(tmp_path, "difficulty_filter_k=2")
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert proc.stdout.count("ZeRO-3 over 2 process(es)") == 2  # both ranks partition the model
+    assert "difficulty filter: kept" in proc.stdout and "over 2 process(es)" in proc.stdout
+    settings = json.loads((tmp_path / "run" / "train" / "grpo" / "difficulty.json").read_text())
+    assert settings["settings"]["k"] == 2 and settings["settings"]["processes"] == 2
     start, _ = load_policy(tmp_path / "run" / "policy" / "tiny")
     final, _ = load_policy(tmp_path / "run" / "train" / "grpo" / "final")
     a, b = start.state_dict(), final.state_dict()
     assert a.keys() == b.keys() and all(a[k].shape == b[k].shape for k in a)  # gathered whole, not partitions
     assert all(not torch.equal(a[k], b[k]) for k in a)  # every weight took the two updates
-
-
-def test_zero3_with_the_difficulty_filter_on_two_cpu_processes(tmp_path):
-    """params/paper.yaml filters rows before RL: under ZeRO-3 the filter once loaded the policy on the main process
-    inside DeepSpeed's partitioned init while the other rank waited in a broadcast (gloo: "collective mismatch")."""
-    proc = zero3_run(tmp_path, "difficulty_filter_k=2")
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    assert "difficulty filter: kept" in proc.stdout and "over 2 process(es)" in proc.stdout
-    settings = json.loads((tmp_path / "run" / "train" / "grpo" / "difficulty.json").read_text())
-    assert settings["settings"]["k"] == 2 and settings["settings"]["processes"] == 2
-    assert (tmp_path / "run" / "train" / "grpo" / "final" / "config.json").is_file()
 
 
 def _temporal(spg: torch.Tensor, t: int, tokens_per_second: int) -> list[int]:
