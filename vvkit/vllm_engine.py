@@ -52,6 +52,9 @@ def build_engine(policy_dir: str | os.PathLike, *, max_model_len: int = 4096, se
     processed log-probs (after temperature and logit bias) for its importance-sampling correction, and with
     `external_launcher` one engine per torchrun rank inside the training process (no extra workers)."""
     require_vllm()
+    # The engine core in this process, as a colocated rollout engine wants it (no engine process to spawn, no
+    # `if __name__ == "__main__"` guard needed in notebooks and scripts).
+    os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
     if not torch.cuda.is_available():  # CPU backend: a 1 GiB KV cache (it takes 6 GiB unset)
         os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
     from vllm import LLM
@@ -99,16 +102,26 @@ def engine_prompt(encoded: EncodedPrompt, clips: Clips, video_token_id: int) -> 
 
 
 def sampling_params(processor: Any, n: int = 1, temperature: float = 0.0, max_new_tokens: int = 64,
-                    top_p: float = 1.0, top_k: int = 0, logprobs: int | None = None, seed: int | None = None) -> Any:
+                    top_p: float = 1.0, top_k: int = 0, logprobs: int | None = None) -> Any:
     """vLLM's SamplingParams matching `vvkit.rollout.generate`: greedy at temperature 0, top_k 0 = off, the same stop
     ids, and the vision placeholders banned by logit bias (vLLM ignores `suppress_tokens`)."""
     from vllm import SamplingParams
 
     return SamplingParams(n=n, temperature=float(temperature), top_p=float(top_p) if temperature > 0 else 1.0,
-                          top_k=int(top_k), max_tokens=int(max_new_tokens), seed=seed,
+                          top_k=int(top_k), max_tokens=int(max_new_tokens),
                           stop_token_ids=stop_token_ids(processor.tokenizer), logprobs=logprobs,
                           logit_bias={int(i): BANNED_BIAS for i in never_sampled(processor)},
                           skip_special_tokens=True)
+
+
+def engine_features(llm: Any, prompt: dict) -> tuple[list[Any], list[int]]:
+    """(multimodal features, expanded prompt ids) that the engine derives from one prompt, without generating: what
+    its M-RoPE positions are computed from (`video_grid_thw`, `second_per_grid_ts`), for checks against HF."""
+    from vllm import SamplingParams
+
+    req = llm.llm_engine.input_processor.process_inputs("vvkit-probe", prompt, SamplingParams(max_tokens=1),
+                                                        supported_tasks=("generate",))
+    return list(req.mm_features or []), list(req.prompt_token_ids)
 
 
 # ---- generation --------------------------------------------------------------------------------------------------
@@ -125,17 +138,18 @@ def _groups(encoded: Sequence[EncodedPrompt], clips: Sequence[Clips]) -> list[tu
 
 def generate_ids(llm: Any, processor: Any, encoded: Sequence[EncodedPrompt], clips: Sequence[Clips], n: int = 1,
                  temperature: float = 0.0, max_new_tokens: int = 64, top_p: float = 1.0, top_k: int = 0,
-                 logprobs: bool = False, seed: int | None = None) -> list[tuple[list[int], list[float] | None]]:
+                 logprobs: bool = False) -> list[tuple[list[int], list[float] | None]]:
     """Completion ids (stop token kept, as TRL's HF path keeps it) and, with `logprobs`, the sampled tokens' processed
     log-probs: `n` per encoded prompt, in order. Consecutive copies of one prompt (same object) are one request with
-    n x copies samples, so the engine encodes the video once."""
+    n x copies samples, so the engine encodes the video once. Randomness comes from the engine's seed (a per-request
+    seed is refused by the CPU backend: "CPU Generator does not use offset")."""
     if len(encoded) != len(clips):
         raise ValueError(f"{len(encoded)} encoded prompts but {len(clips)} clip lists")
     video_id, _ = special_ids(processor)
     runs = _groups(encoded, clips)
     prompts = [engine_prompt(encoded[s], clips[s], video_id) for s, _ in runs]
     params = [sampling_params(processor, n=n * (e - s), temperature=temperature, max_new_tokens=max_new_tokens,
-                              top_p=top_p, top_k=top_k, logprobs=0 if logprobs else None, seed=seed)
+                              top_p=top_p, top_k=top_k, logprobs=0 if logprobs else None)
               for s, e in runs]
     outputs = llm.generate(prompts, sampling_params=params, use_tqdm=False)
     out: list[tuple[list[int], list[float] | None]] = []
@@ -151,11 +165,10 @@ def generate_ids(llm: Any, processor: Any, encoded: Sequence[EncodedPrompt], cli
 
 
 def generate(llm: Any, processor: Any, encoded: Sequence[EncodedPrompt], clips: Sequence[Clips], n: int = 1,
-             temperature: float = 0.0, max_new_tokens: int = 64, top_p: float = 1.0, seed: int | None = None
-             ) -> list[list[str]]:
+             temperature: float = 0.0, max_new_tokens: int = 64, top_p: float = 1.0) -> list[list[str]]:
     """`vvkit.rollout.generate` on the engine: `n` decoded completions per encoded prompt; temperature 0 = greedy."""
     ids = generate_ids(llm, processor, encoded, clips, n=n, temperature=temperature, max_new_tokens=max_new_tokens,
-                       top_p=top_p, seed=seed)
+                       top_p=top_p)
     texts = processor.tokenizer.batch_decode([i for i, _ in ids], skip_special_tokens=True)
     return [texts[i:i + n] for i in range(0, len(texts), n)]
 
@@ -242,6 +255,6 @@ def engine_for(model: torch.nn.Module, **build_kwargs: Any) -> Any:
     return _CURRENT["llm"]
 
 
-__all__ = ["BANNED_BIAS", "ENGINES", "build_engine", "collapse_placeholders", "engine_for", "engine_prompt",
+__all__ = ["BANNED_BIAS", "ENGINES", "build_engine", "collapse_placeholders", "engine_features", "engine_for", "engine_prompt",
            "engine_weights", "generate", "generate_ids", "policy_folder", "push_weights", "require_vllm",
            "sampling_params", "video_item", "vllm_available"]
