@@ -1,5 +1,5 @@
 """`vvkit` command line: `vvkit run` (the headless study), `vvkit params` (check a params file), `vvkit import-data`
-(the authors' released training data as vvkit rows)."""
+(the authors' released training data as vvkit rows), `vvkit lmms-eval` / `vvkit lmms-tasks` (lmms-eval)."""
 from __future__ import annotations
 
 import argparse
@@ -39,6 +39,18 @@ def _cmd_import(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_lmms_eval(args: argparse.Namespace) -> int:
+    from vvkit.lmms_eval import main as lmms_eval_main
+
+    return lmms_eval_main(args)
+
+
+def _cmd_lmms_tasks(args: argparse.Namespace) -> int:
+    from vvkit.lmms_tasks import main as lmms_tasks_main
+
+    return lmms_tasks_main(args)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="vvkit", description="Reinforcement-learned video reasoning kit.")
     sub = parser.add_subparsers(dest="cmd", required=True)
@@ -65,6 +77,29 @@ def main(argv: list[str] | None = None) -> int:
                    help="the authors' root to replace (default: the folder prefix all videos share)")
     p.add_argument("--strict", action="store_true", help="stop at the first line that cannot be converted")
     p.set_defaults(func=_cmd_import)
+    p = sub.add_parser("lmms-eval", help="score a run's policy on lmms-eval tasks, offline (in .venv-lmms)")
+    p.add_argument("--tasks", required=True, help="lmms-eval tasks, comma-separated (e.g. videomme, or vvkit: the "
+                                                  "run's held-out rows, exported first)")
+    p.add_argument("--run", default=None, help="run folder: its frames and analysis.max_new_tokens; results go to "
+                                               "<run>/eval/<policy>/lmms_eval/<tasks>/")
+    p.add_argument("--policy", default="grpo", help="the run's policy name (grpo, warm_start, start, base) or a folder")
+    p.add_argument("--out", default=None, help="results folder (required without --run)")
+    p.add_argument("--include-path", default=None, help="folder of extra task folders (default: the run's export)")
+    p.add_argument("--limit", type=int, default=None, help="at most this many docs per task (a smoke run)")
+    p.add_argument("--max-new-tokens", type=int, default=None, help="completion length (default: the run's)")
+    p.add_argument("--data-root", default=None, help="lmms-eval's working folder: stock tasks' dataset_path "
+                                                     "(e.g. lmms-eval/Video-MME/) resolves in it")
+    p.add_argument("--hf-home", default=None, help="HF_HOME for lmms-eval: stock video tasks read "
+                                                   "<hf-home>/<cache_dir>")
+    p.add_argument("--python", default=None, help="interpreter with lmms-eval (default .venv-lmms/bin/python)")
+    p.set_defaults(func=_cmd_lmms_eval)
+    p = sub.add_parser("lmms-tasks", help="export held-out rows as lmms-eval tasks (any model, the kit's scorer)")
+    p.add_argument("--run", default=None, help="run folder: its rows, reward settings, prompt style and length")
+    p.add_argument("--split", default="test", help="the run's split to export (default test)")
+    p.add_argument("--rows", default=None, help="a rows JSONL to export instead of the run's split")
+    p.add_argument("--out", default=None, help="task folder (default <run>/lmms_tasks)")
+    p.add_argument("--prefix", default="vvkit", help="task names <prefix>_<task> and the group <prefix>")
+    p.set_defaults(func=_cmd_lmms_tasks)
     args = parser.parse_args(argv)
     from vvkit.config import ConfigError
     from vvkit.run import NotebookFailed

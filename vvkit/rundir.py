@@ -63,7 +63,7 @@ class RunDir:
         data/{train,test}.jsonl, videos/     policy/tiny/     rewards/ (judge cache, playground tables)
         train/warm_start/{policy/, metrics.jsonl}  train/<stage>/{final/, metrics.jsonl, completions.jsonl}
         eval/<policy>/<condition>/{results.json, predictions.jsonl}  eval/<policy>/benchmarks/<name>/
-        eval/<policy>/lmms_eval/ (lmms-eval's results)     lmms_tasks/ (the test sets as lmms-eval tasks)
+        eval/<policy>/lmms_eval/<tasks>/ (lmms-eval's results)     lmms_tasks/ (the test sets as lmms-eval tasks)
     """
 
     root: Path
@@ -126,9 +126,10 @@ class RunDir:
     def benchmark(self, policy: str, name: str) -> Path:
         return self.root / "eval" / policy / "benchmarks" / name
 
-    def lmms_eval(self, policy: str) -> Path:
-        """`eval/<policy>/lmms_eval/`: a policy's lmms-eval runs (`vvkit lmms-eval`), beside the kit's own evaluation."""
-        return self.root / "eval" / policy / "lmms_eval"
+    def lmms_eval(self, policy: str, tasks: str | None = None) -> Path:
+        """`eval/<policy>/lmms_eval/<tasks>/`: one lmms-eval run of a policy (`vvkit lmms-eval`; `tasks` as given, e.g.
+        "vvkit" or "videomme+vvkit_mcq"), beside the kit's own evaluation; a rerun of the same tasks replaces it."""
+        return self.root / "eval" / policy / "lmms_eval" / (tasks or "")
 
     lmms_tasks = property(lambda self: self.root / "lmms_tasks")  # the run's test sets as lmms-eval tasks
 
