@@ -5,8 +5,8 @@ like open-r1's `grpo.py`. `train(cfg)` is the whole stage.
     torchrun --nproc_per_node 2 -m vvkit.train --config params/smoke.yaml     # two CPU processes (gloo)
     accelerate launch --config_file params/accelerate/zero3.yaml -m vvkit.train --config params/paper.yaml
 
-vLLM generation: `use_vllm` is passed through to TRL, but TRL 1.16 forwards only images to vLLM, so video rows are
-refused with a message (HF `generate` batches all G completions of a prompt in one call instead).
+vLLM generation: `use_vllm: true` samples the G completions with a colocated vLLM engine that sees the same frames and
+fps (VideoGRPOTrainer, vvkit.vllm_engine; run from .venv-vllm, docs/vllm.md); otherwise HF `generate` batches them.
 """
 from __future__ import annotations
 
