@@ -187,9 +187,28 @@ def test_vllm_weight_push_changes_outputs_then_matches_hf(world, llm):
 
 
 @needs_vllm
+def test_vllm_evaluation_engine_answers_equal_hf(world, llm, monkeypatch):
+    """`engine: vllm` in evaluation: the same prepared prompts (video, shuffled, no-video conditions) give the same
+    greedy answers as `engine: hf`; the engine is built once over the policy folder and given the model's weights."""
+    from vvkit.evaluate import generate_answers, prepare_prompt
+
+    model, processor = world["model"], world["processor"]
+    built = []
+    monkeypatch.setattr(vllm_engine, "build_engine", lambda folder, **k: built.append(str(folder)) or llm)
+    monkeypatch.setattr(vllm_engine, "_CURRENT", {})
+    policy = FramePolicy.from_dict(FRAMES)
+    batch = [prepare_prompt(r, policy, c) for r, c in zip(world["rows"], ("video", "shuffled", "no_video"))]
+    hf = generate_answers(model, processor, batch, EvalConfig(max_new_tokens=16))
+    got = generate_answers(model, processor, batch, EvalConfig(max_new_tokens=16, engine="vllm"))
+    assert got == hf
+    assert generate_answers(model, processor, batch[:1], EvalConfig(max_new_tokens=16, engine="vllm")) == hf[:1]
+    assert built == [str(world["folder"])]  # one engine for the folder, reused
+
+
+@needs_vllm
 def test_vllm_grpo_loss_sees_the_sampled_completions(world, llm, monkeypatch):
-    """A GRPO run with use_vllm: every step's completions come from the engine (weights pushed once per step), and
-    the loss gets exactly those ids, with each sample's HF-encoded video fields."""
+    """A GRPO run with use_vllm and T-GRPO: every step's completions, ordered and frame-shuffled, come from the engine
+    (weights pushed once per step), and the loss gets exactly the ordered ids, with each sample's HF-encoded video."""
     from vvkit import grpo_trainer
     from vvkit.data import grpo_dataset
     from vvkit.grpo_config import TrainConfig
@@ -204,7 +223,7 @@ def test_vllm_grpo_loss_sees_the_sampled_completions(world, llm, monkeypatch):
     cfg = TrainConfig(run_dir=str(world["root"] / "grpo"), frames=FRAMES, policy=str(world["folder"]),
                       num_generations=2, per_device_train_batch_size=4, max_completion_length=8, max_steps=2,
                       learning_rate=5e-3, report_to="none", save_strategy="no", logging_steps=1, disable_tqdm=True,
-                      seed=0, use_vllm=True)
+                      seed=0, use_vllm=True, tgrpo=True)
 
     def varied_reward(completions, **kwargs):
         return [(sum(map(ord, c[0]["content"])) % 11) / 10 for c in completions]
@@ -221,8 +240,9 @@ def test_vllm_grpo_loss_sees_the_sampled_completions(world, llm, monkeypatch):
     monkeypatch.setattr(trainer, "_compute_loss", spy_loss)
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
     trainer.train()
-    assert len(sampled) == 2 and len(pushes) == 2  # one rollout and one weight push per optimizer step
-    for (ids, grids), out in zip(seen, sampled):
+    assert len(sampled) == 4 and len(pushes) == 2  # per step: ordered and shuffled rollouts, one weight push
+    assert [len(out) for out in sampled] == [4, 2, 4, 2]  # T-GRPO samples G/2 = 1 shuffled clip per prompt
+    for (ids, grids), out in zip(seen, sampled[0::2]):
         assert sorted(ids) == sorted(c for c, _ in out)  # the loss scores the ids the engine sampled (TRL shuffles)
         assert all(lp is not None and len(lp) == len(c) for c, lp in out)  # log-probs for TRL's IS correction
         assert len(grids) == len(ids) and all(len(g) == 1 for g in grids)  # each sample keeps its video
