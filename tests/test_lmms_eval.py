@@ -127,6 +127,15 @@ def test_results_are_read_back_into_the_summary(tmp_path):
         L.read_results(tmp_path / "empty.json")
 
 
+def test_a_task_missing_from_the_results_is_an_error(tmp_path):
+    results = {"results": {"videomme": {"videomme_perception_score,none": 0.0}},
+               "group_subtasks": {"videomme": [], "vvkit": ["vvkit_mcq", "vvkit_caption"]}}
+    (tmp_path / "r.json").write_text(json.dumps(results))
+    assert L.read_results(tmp_path / "r.json", ["videomme"]) == {"videomme": {"videomme_perception_score": 0.0}}
+    with pytest.raises(L.LmmsEvalError, match=r"no results for \['vvkit_mcq', 'vvkit_caption'\]"):
+        L.read_results(tmp_path / "r.json", ["videomme", "vvkit"])
+
+
 def test_an_adapter_without_merged_weights_is_refused(tmp_path):
     (tmp_path / "adapter_config.json").write_text("{}")
     with pytest.raises(L.LmmsEvalError, match="merge_adapter"):
@@ -222,6 +231,20 @@ def test_windowed_rows_are_refused_by_name(smoke_run, tmp_path):
     row.meta["window"] = [0.0, 1.0]
     with pytest.raises(ValueError, match=f"{row.id}.*window"):
         T.export_tasks([row], tmp_path)
+
+
+def test_a_re_export_replaces_its_folders_and_plain_videos_are_shared(smoke_run, tmp_path):
+    rows = [r for r in load_rows(RunDir(smoke_run).rows("train")) if r.problem_type == "mcq" and not r.edits]
+    assert len({r.video for r in rows}) < len(rows)  # several questions about one video
+    (task,) = T.export_tasks(rows, tmp_path)
+    (task.folder / "videos" / "stale.mp4").write_bytes(b"")
+    (task,) = T.export_tasks(rows, tmp_path)
+    names = [p.name for p in (task.folder / "videos").iterdir()]
+    assert "stale.mp4" not in names and len(names) == len({r.video for r in rows})
+    (tmp_path / "other" / "vvkit_mcq").mkdir(parents=True)
+    (tmp_path / "other" / "vvkit_mcq" / "notes.txt").write_text("mine")
+    with pytest.raises(ValueError, match="holds no vvkit_task.json"):
+        T.export_tasks(rows, tmp_path / "other")
 
 
 def test_cli_exports_a_runs_test_split(smoke_run, capsys):

@@ -162,12 +162,17 @@ def find_results(out: Path, since: float = 0.0) -> Path:
     return max(found, key=lambda p: p.stat().st_mtime)
 
 
-def read_results(path: str | os.PathLike) -> dict[str, dict[str, float]]:
+def read_results(path: str | os.PathLike, tasks: list[str] | None = None) -> dict[str, dict[str, float]]:
     """{task: {metric: value}} from an lmms-eval results file (its `metric,filter` keys become `metric`, and
-    `metric_stderr,filter` `metric_stderr`)."""
+    `metric_stderr,filter` `metric_stderr`); with `tasks`, each of them (a group: each of its tasks) must be there."""
     data = json.loads(Path(path).read_text())
     if not isinstance(data.get("results"), dict) or not data["results"]:
         raise LmmsEvalError(f"{path}: no 'results' in this lmms-eval results file")
+    groups = data.get("group_subtasks") or {}
+    wanted = [sub for t in tasks or [] for sub in (groups.get(t) or [t])]
+    missing = [t for t in wanted if t not in data["results"]]
+    if missing:
+        raise LmmsEvalError(f"{path}: no results for {missing} (lmms-eval skipped them); see the log beside it")
     return {task: {k.split(",")[0]: v for k, v in metrics.items() if "," in k}
             for task, metrics in data["results"].items()}
 
@@ -199,7 +204,7 @@ def run_lmms_eval(spec: LmmsRun, timeout_s: float | None = None) -> dict:
         results = find_results(out, started)
     except LmmsEvalError as e:
         raise LmmsEvalError(f"{e}; exit status {proc.returncode}; log tail:\n{_tail(out / LOG_FILE)}") from None
-    summary = {"results_file": str(results.relative_to(out)), "results": read_results(results),
+    summary = {"results_file": str(results.relative_to(out)), "results": read_results(results, spec.tasks),
                "exit_status": proc.returncode, "seconds": round(time.time() - started, 1), **record}
     atomic_write_json(out / SUMMARY_FILE, summary)
     return summary

@@ -12,6 +12,7 @@ time, another harness reads files). `utils.py` is a copy of `vvkit/lmms_template
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -35,7 +36,7 @@ from vvkit.video import VideoError, materialize
 TEMPLATE = Path(__file__).with_name("lmms_template") / "utils.py"
 SETTINGS_FILE = "vvkit_task.json"
 DATA_FILE = "test.jsonl"
-PROMPT_STYLES = ("reason", "plain")  # the authors' style needs a system turn, which lmms-eval's chat models omit
+EXPORT_STYLES = ("reason", "plain")  # the authors' style needs a system turn, which lmms-eval's chat models omit
 # lmms-eval's default reasoning tags (`--reasoning_tags`), stripped before its own multiple-choice reader runs.
 LMMS_REASONING_TAGS = (("<think>", "</think>"), ("<analysis>", "</analysis>"))
 
@@ -65,19 +66,31 @@ class ExportedTask:
 # ---- export --------------------------------------------------------------------------------------------------------
 
 def _video_file(row: Row, videos: Path) -> Path:
-    """The row's video as one mp4 with its edits applied (edited rows are written out, plain ones copied)."""
+    """The row's video as one mp4 with its edits applied: an edited row's written out under its id, a plain video
+    copied once under its own name (rows asking about the same video share it)."""
     if row.meta.get("window"):
         raise ValueError(f"row {row.id!r}: meta['window'] cuts its video at decode time, which lmms-eval's readers "
                          "do not do; export rows without windows (the kit's own test sets have none)")
-    out = videos / f"{row.id}.mp4"
+    if row.edits or not isinstance(row.video, str):
+        out = videos / f"{row.id}.mp4"
+        return out if out.is_file() else materialize(row.video, row.edits, out)
+    source = Path(row.video)
+    out = videos / f"{source.stem}-{hashlib.sha1(str(source.resolve()).encode()).hexdigest()[:8]}.mp4"
     if out.is_file():
         return out
-    if row.edits or not isinstance(row.video, str):
-        return materialize(row.video, row.edits, out)
-    if not str(row.video).lower().endswith(".mp4"):
+    if source.suffix.lower() != ".mp4":
         return materialize(row.video, None, out)
-    shutil.copyfile(row.video, out)
+    shutil.copyfile(source, out)
     return out
+
+
+def _fresh_folder(folder: Path) -> None:
+    """Empty a task folder this exporter wrote before (a re-export replaces it); refuse any other non-empty folder."""
+    if (folder / SETTINGS_FILE).is_file():
+        shutil.rmtree(folder)
+    elif folder.is_dir() and any(folder.iterdir()):
+        raise ValueError(f"{folder}: exists, is not empty and holds no {SETTINGS_FILE}; export into another folder")
+    folder.mkdir(parents=True, exist_ok=True)
 
 
 def _yaml(name: str, data: Path, metrics: Sequence[str], max_new_tokens: int) -> str:
@@ -107,8 +120,8 @@ def export_tasks(rows: Sequence[Row], out: str | os.PathLike, rewards: RewardCon
     Each folder: `<prefix>_<task>.yaml`, `utils.py`, `vvkit_task.json` (reward settings, prompt style, metrics),
     `test.jsonl` (one doc per row: id, problem_type, prompt, video, solution and the row as JSON) and `videos/`.
     The YAML names its data by absolute path, so export again after moving the folder."""
-    if prompt_style not in PROMPT_STYLES:
-        raise ValueError(f"prompt_style={prompt_style!r}; choose one of {PROMPT_STYLES}")
+    if prompt_style not in EXPORT_STYLES:
+        raise ValueError(f"prompt_style={prompt_style!r}; choose one of {EXPORT_STYLES}")
     if not rows:
         raise ValueError("no rows to export")
     settings = reward_settings(rewards if rewards is not None else {})
@@ -120,8 +133,9 @@ def export_tasks(rows: Sequence[Row], out: str | os.PathLike, rewards: RewardCon
     exported = []
     for task in [t for t in TASKS if t in by_task]:
         name, folder = f"{prefix}_{task}", out / f"{prefix}_{task}"
+        _fresh_folder(folder)
         videos = folder / "videos"
-        videos.mkdir(parents=True, exist_ok=True)
+        videos.mkdir()
         docs = []
         for r in by_task[task]:
             video = _video_file(r, videos)
@@ -142,8 +156,8 @@ def export_tasks(rows: Sequence[Row], out: str | os.PathLike, rewards: RewardCon
 
 def export_run_tasks(run_dir: str | os.PathLike, out: str | os.PathLike | None = None, split: str = "test",
                      rows_path: str | os.PathLike | None = None, prefix: str = "vvkit") -> list[ExportedTask]:
-    """Export a run's held-out rows (`split` of its dataset, or `rows_path`) with the run's reward settings, prompt
-    style and completion length (its `analysis` section); default folder `RunDir.lmms_tasks`."""
+    """Export a run's held-out rows (`split` of its dataset, or `rows_path`) with the run's reward settings (its judge
+    cache included), prompt style and completion length (its `analysis` section); default folder `RunDir.lmms_tasks`."""
     run = RunDir(run_dir)
     if not run.params.is_file():
         raise ConfigError(f"{run.params}: no params.yaml; pass a run folder written by `vvkit run` or the notebooks")
@@ -154,9 +168,9 @@ def export_run_tasks(run_dir: str | os.PathLike, out: str | os.PathLike | None =
                                                else run.rows(split, data_dir))
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no rows; build the run's data first (notebook 01) or pass --rows")
-    style = cfg.prompt_style if cfg.prompt_style in PROMPT_STYLES else "reason"
-    return export_tasks(load_rows(path), out or run.lmms_tasks, cfg.reward_config(), prefix=prefix,
-                        prompt_style=style, max_new_tokens=cfg.max_new_tokens)
+    style = cfg.prompt_style if cfg.prompt_style in EXPORT_STYLES else "reason"
+    return export_tasks(load_rows(path), out or run.lmms_tasks, cfg.reward_config().settings(str(run.root)),
+                        prefix=prefix, prompt_style=style, max_new_tokens=cfg.max_new_tokens)
 
 
 # ---- scoring inside lmms-eval (called from the exported utils.py) ---------------------------------------------------
