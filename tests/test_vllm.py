@@ -247,3 +247,33 @@ def test_vllm_grpo_loss_sees_the_sampled_completions(world, llm, monkeypatch):
         assert all(lp is not None and len(lp) == len(c) for c, lp in out)  # log-probs for TRL's IS correction
         assert len(grids) == len(ids) and all(len(g) == 1 for g in grids)  # each sample keeps its video
     assert any(not torch.equal(before[n], p) for n, p in model.named_parameters())
+
+
+@needs_vllm
+def test_vllm_two_processes_with_the_external_launcher(world):
+    """torchrun, two CPU processes (gloo): each rank builds its own in-process engine (external launcher), samples
+    its own completions (seed + rank) and its loss scores exactly those."""
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from vvkit.schema import save_rows
+
+    here = Path(__file__).resolve().parent
+    root = world["root"] / "dist"
+    root.mkdir()
+    (root / "policy").symlink_to(world["folder"])
+    save_rows(world["rows"][:2], root / "data" / "train.jsonl")
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "PYTHONPATH": str(here),
+           "TOKENIZERS_PARALLELISM": "false", "VLLM_CPU_KVCACHE_SPACE": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+           str(here / "dist_vllm.py"), str(root)]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-8000:]
+    ranks = [json.loads((root / f"vllm_rank{r}.json").read_text()) for r in (0, 1)]
+    for rec in ranks:
+        assert rec["world"] == 2 and rec["backend"] == "external_launcher"
+        assert len(rec["sampled"]) == 2 and rec["scored"] == rec["sampled"]  # one rollout per step, scored as sampled
+    assert ranks[0]["sampled"] != ranks[1]["sampled"]
