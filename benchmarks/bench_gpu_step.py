@@ -1,36 +1,39 @@
-"""GPU-only benchmark: one GRPO step of a randomly initialised Qwen2.5-VL-7B-Instruct-shaped model (config values
-written below, nothing downloaded) on a 16-frame video at <= 196*28*28 pixels per frame, G = 8, bf16 (paper §5).
+"""The GPU check: one script, one GPU, under 5 minutes, at the paper's shapes (Qwen2.5-VL-7B-Instruct's config with
+random bf16 weights, or a real checkpoint folder with --policy; one 16-frame video at 196*28*28 pixels per frame =
+1,568 video tokens; G = 8; paper §5).
 
-Phases, timed separately with peak GPU memory:
-  rollout  one batched generate of G completions of `--new-tokens` tokens each (min = max, so all run full length);
-  update   forward + backward of the G sequences (prompt with video + completion) with activation checkpointing,
-           a policy-gradient loss on completion tokens, and one optimizer step.
-The update's throughput is reported as model FLOPs per second over the GPU's dense bf16 peak (TRL's FLOP count and
-peak table: 6 x parameters per token plus attention scores; the vision tower adds 6 x its parameters per patch;
-recomputation by checkpointing is not counted, as MFU conventions do).
+  decode    ms per decoding step of one batched `generate` of G completions (the prefill is timed apart);
+  vision    the vision tower's forward over one video with sdpa and with flash_attention_2 (or why FA2 is not there);
+  update    one GRPO update as vvkit's trainer runs it, after a short warm-up update (so Adam's states exist):
+            generate G completions, per-token log-probs through TRL's fused LM head (`add_fused_lm_head`: the logits
+            are never materialised) with activation checkpointing under bf16 autocast, TRL's `grpo` loss, backward,
+            AdamW; LoRA r=64 on q/k/v/o over a bf16 base (params/paper_1gpu.yaml's setting). Time per phase, and
+            torch.cuda.max_memory_allocated against `vvkit.budget.estimate_memory` for the same config (less its
+            CUDA-context line, which the allocator does not see);
+  logprobs  rollout-vs-loss agreement under bf16: the log-prob of each sampled token at sampling time (a hook on
+            the LM head keeps each step's raw logits) against the loss pass's, max and mean absolute difference; and
+            the loss pass against a teacher-forced pass whose seconds-per-grid is cast to bf16, as TRL's
+            `_prepare_input` casts it for generation under DeepSpeed (a 37.3 s clip: M-RoPE positions differ).
+            Random weights: the LM head is scaled so logits spread like a trained model's (std ~4) instead of being
+            near-uniform; --policy gives the real check.
 
-Optimizers: `sgd` (default; no state, so the 7B fits one 80 GB GPU: weights + gradients ~33 GB), `adamw` (bf16
-states, another ~33 GB: needs a ~141 GB GPU). Multi-GPU ZeRO-3 runs use `accelerate launch` with vvkit.train instead.
-
-    python benchmarks/bench_gpu_step.py            # the suite: full and LoRA x completion 512 and 2048 (one H200: <10 min)
-    python benchmarks/bench_gpu_step.py --new-tokens 512 --cases full [--micro-batch 8] [--optimizer sgd] [--steps 1]
-
-Cases share one model build: `full` trains every weight; `lora` wraps the same model with peft LoRA (r=64 on the
-attention projections q/k/v/o of the language model) and trains the adapters only (its update counts 4 x instead of
-6 x parameters per token: no weight gradients for the frozen base). Each length gets one untimed warm-up step at
-16 tokens (kernels, allocator), then `--steps` timed steps.
-
-Writes benchmarks/results/gpu_step.json (atomic; {"cases": [...]}). Exits with a message when there is no CUDA GPU.
+    python benchmarks/bench_gpu_step.py                                   # -> benchmarks/results/gpu_step.json
+    python benchmarks/bench_gpu_step.py --policy /models/Qwen2.5-VL-7B-Instruct
+    python benchmarks/bench_gpu_step.py --cpu-smoke --out /tmp/smoke.json  # a micro model on the CPU, < 2 min
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
+import math
 import platform
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import torch
+from transformers import LogitsProcessor, LogitsProcessorList
 
 HERE = Path(__file__).resolve().parent
 
@@ -43,46 +46,54 @@ VISION = dict(depth=32, hidden_size=1280, intermediate_size=3420, num_heads=16, 
               spatial_merge_size=2, temporal_patch_size=2, window_size=112, fullatt_block_indexes=[7, 15, 23, 31],
               tokens_per_second=2, in_chans=3, hidden_act="silu")
 IDS = dict(image_token_id=151655, video_token_id=151656, vision_start_token_id=151652, vision_end_token_id=151653)
-FRAMES, SIDE = 16, 392  # 392 * 392 = 196 * 28 * 28 pixels per frame (VIDEO_MAX_PIXELS of the authors' qwen-vl-utils)
+# --cpu-smoke: the same code on a micro model.
+SMOKE_TEXT = {**TEXT, "vocab_size": 1024, "hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2,
+              "num_attention_heads": 4, "num_key_value_heads": 2, "bos_token_id": 1000, "eos_token_id": 1001,
+              "rope_parameters": {"rope_type": "default", "rope_theta": 1e4, "mrope_section": [2, 3, 3]}}
+SMOKE_VISION = {**VISION, "depth": 2, "hidden_size": 32, "intermediate_size": 64, "num_heads": 2, "out_hidden_size": 64,
+                "fullatt_block_indexes": [1]}
+SMOKE_IDS = dict(image_token_id=1002, video_token_id=1003, vision_start_token_id=1004, vision_end_token_id=1005)
 TEXT_BEFORE, TEXT_AFTER = 16, 64  # chat template + question + options + instruction around the video block
+SECONDS_PER_GRID = 2 * 37.3 / 16  # 16 frames of a 37.3 s clip, two frames per temporal patch
+LOGIT_STD = 4.0  # random weights: the LM head is scaled so that sampling is not near-uniform
+LORA = {"r": 64, "lora_alpha": 128, "target_modules": ["q_proj", "k_proj", "v_proj", "o_proj"], "lora_dropout": 0.0}
 
 
-# --dry-run: the same code on CPU with a micro model (checks the script where there is no GPU; writes nothing).
-DRY_TEXT = {**TEXT, "hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2, "num_attention_heads": 4,
-            "num_key_value_heads": 2, "rope_parameters": {"rope_type": "default", "rope_theta": 1e4,
-                                                          "mrope_section": [2, 3, 3]}}
-DRY_VISION = {**VISION, "depth": 2, "hidden_size": 32, "intermediate_size": 64, "num_heads": 2, "out_hidden_size": 64,
-              "fullatt_block_indexes": [1]}
+def build_model(policy: str | None, smoke: bool, device: str) -> torch.nn.Module:
+    """A real checkpoint (bf16) or the 7B / micro config with random bf16 weights, on `device`, sdpa attention."""
+    if policy:
+        from vvkit.model import load_policy
 
-
-def build_model(device: str, dry_run: bool = False) -> torch.nn.Module:
-    """Random-weight Qwen2.5-VL-7B in bf16 directly on the GPU (sdpa attention; flash-attn is optional)."""
+        model, _ = load_policy(policy, dtype=torch.bfloat16, attn_implementation="sdpa", device=device)
+        return model
     from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
 
-    text, vision = (DRY_TEXT, DRY_VISION) if dry_run else (TEXT, VISION)
-    config = Qwen2_5_VLConfig(text_config=text, vision_config=vision, tie_word_embeddings=False, **IDS)
+    text, vision, ids = (SMOKE_TEXT, SMOKE_VISION, SMOKE_IDS) if smoke else (TEXT, VISION, IDS)
+    config = Qwen2_5_VLConfig(text_config=text, vision_config=vision, tie_word_embeddings=False, **ids)
     config._attn_implementation = "sdpa"
     with torch.device(device):
         model = Qwen2_5_VLForConditionalGeneration._from_config(config, dtype=torch.bfloat16)
-    model.generation_config.pad_token_id = 151643
+    model.generation_config.pad_token_id = text["bos_token_id"]
+    with torch.no_grad():  # random logits have std ~0.02 sqrt(hidden): spread them to ~4, a trained model's range
+        model.lm_head.weight.mul_(LOGIT_STD / (config.get_text_config().initializer_range * math.sqrt(text["hidden_size"])))
     return model
 
 
-def video_prompt(device: str, frames: int = FRAMES, side: int = SIDE, seed: int = 0) -> dict[str, torch.Tensor]:
-    """Token ids with one 16-frame video block and its patches: grid (8, 28, 28) -> 1568 merged video tokens."""
-    g = torch.Generator().manual_seed(seed)
+def video_prompt(config: Any, frames: int, side: int, device: str) -> dict[str, torch.Tensor]:
+    """Token ids around one video block and its random patches: grid (frames/2, side/14, side/14)."""
+    g = torch.Generator().manual_seed(0)
     t, hw = frames // 2, side // 14
-    n_video = t * (hw // 2) * (hw // 2)
-    ids = torch.cat([torch.randint(0, 150000, (TEXT_BEFORE,), generator=g),
-                     torch.tensor([IDS["vision_start_token_id"]]), torch.full((n_video,), IDS["video_token_id"]),
-                     torch.tensor([IDS["vision_end_token_id"]]),
-                     torch.randint(0, 150000, (TEXT_AFTER,), generator=g)])[None]
-    types = (ids == IDS["video_token_id"]).long() * 2
-    pixels = torch.randn(t * hw * hw, 3 * 2 * 14 * 14, generator=g)
+    text_vocab = min(config.get_text_config().vocab_size, 150000) - 8
+    ids = torch.cat([torch.randint(0, text_vocab, (TEXT_BEFORE,), generator=g),
+                     torch.tensor([config.vision_start_token_id]),
+                     torch.full((t * (hw // 2) ** 2,), config.video_token_id),
+                     torch.tensor([config.vision_end_token_id]),
+                     torch.randint(0, text_vocab, (TEXT_AFTER,), generator=g)])[None]
     return {"input_ids": ids.to(device), "attention_mask": torch.ones_like(ids).to(device),
-            "mm_token_type_ids": types.to(device), "pixel_values_videos": pixels.to(device, torch.bfloat16),
+            "mm_token_type_ids": ((ids == config.video_token_id).long() * 2).to(device),
+            "pixel_values_videos": torch.randn(t * hw * hw, 3 * 2 * 14 * 14, generator=g).to(device),
             "video_grid_thw": torch.tensor([[t, hw, hw]], device=device),
-            "second_per_grid_ts": torch.tensor([2 / 2.0], device=device)}  # 16 frames sampled at 2 fps
+            "second_per_grid_ts": torch.tensor([SECONDS_PER_GRID], device=device)}
 
 
 def repeat(prompt: dict[str, torch.Tensor], n: int) -> dict[str, torch.Tensor]:
@@ -90,168 +101,227 @@ def repeat(prompt: dict[str, torch.Tensor], n: int) -> dict[str, torch.Tensor]:
     return {k: torch.cat([v] * n) for k, v in prompt.items()}
 
 
-def update_flops(model: torch.nn.Module, prompt_len: int, new_tokens: int, rows: int, patches: int) -> float:
-    """Model FLOPs of forward + backward over the update batch (TRL's count; lm_head only on completion tokens)."""
-    from trl.trainer.utils import compute_flops_per_token
+class SampledLogProbs(LogitsProcessor):
+    """The log-prob (at temperature 1) of each sampled token under the model's raw logits at sampling time: a hook
+    on the LM head keeps each step's last-position logits; the next call reads the token sampled from them."""
 
-    text = model.config.get_text_config()
-    seq = prompt_len + new_tokens
-    lm_head = 3 * 2 * text.vocab_size * text.hidden_size
-    per_token = compute_flops_per_token(text, seq) - lm_head
-    vision_params = sum(p.numel() for p in model.model.visual.parameters())
-    return rows * (seq * per_token + new_tokens * lm_head + 6 * vision_params * patches)
+    def __init__(self, lm_head: torch.nn.Module) -> None:
+        self.pending: torch.Tensor | None = None
+        self.last: torch.Tensor | None = None
+        self.out: list[torch.Tensor] = []
+        self.handle = lm_head.register_forward_hook(self._keep)
 
+    def _keep(self, module: Any, args: Any, output: torch.Tensor) -> None:
+        self.pending = output[:, -1].float()
 
-LORA = {"r": 64, "lora_alpha": 128, "target_modules": ["q_proj", "k_proj", "v_proj", "o_proj"], "lora_dropout": 0.0}
-LENGTHS = (512, 2048)
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        if self.last is not None:
+            self.out.append(self.last.gather(1, input_ids[:, -1:])[:, 0])
+        self.last = torch.log_softmax(self.pending, -1)
+        return scores
 
-
-def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--new-tokens", type=int, nargs="+", default=list(LENGTHS),
-                    help="completion lengths (the paper allows up to 2048)")
-    ap.add_argument("--cases", nargs="+", choices=["full", "lora"], default=["full", "lora"])
-    ap.add_argument("--generations", type=int, default=8)
-    ap.add_argument("--micro-batch", type=int, default=8, help="sequences per forward/backward in the update")
-    ap.add_argument("--optimizer", choices=["sgd", "adamw"], default="sgd")
-    ap.add_argument("--steps", type=int, default=1, help="timed steps per length after a short warm-up step")
-    ap.add_argument("--dry-run", action="store_true", help="micro model on CPU: check the script, write nothing")
-    args = ap.parse_args()
-    if args.dry_run:
-        return suite(args, "cpu", dry_run=True)
-    if not torch.cuda.is_available():
-        print("bench_gpu_step.py needs a CUDA GPU (it builds a 7B model in bf16); none is visible here. "
-              "Run it on a GPU machine: python benchmarks/bench_gpu_step.py", file=sys.stderr)
-        return 2
-    return suite(args, "cuda")
+    def finish(self, completions: torch.Tensor) -> torch.Tensor:
+        self.handle.remove()
+        self.out.append(self.last.gather(1, completions[:, -1:])[:, 0])
+        return torch.stack(self.out, 1)  # (G, n)
 
 
-def run(args: argparse.Namespace, device: str, dry_run: bool = False) -> int:
-    """One case (`args.new_tokens`: one length; `args.lora`: LoRA or full), as `suite` runs it."""
-    n = args.new_tokens if isinstance(args.new_tokens, int) else args.new_tokens[0]
-    one = argparse.Namespace(**{**vars(args), "new_tokens": [n],
-                                "cases": ["lora" if getattr(args, "lora", False) else "full"]})
-    return suite(one, device, dry_run)
+def sample(model: Any, prompt: dict, G: int, n: int, record: bool = False) -> tuple[torch.Tensor, Any]:
+    """G completions of exactly n tokens in one batched generate at temperature 1 (no top-k / top-p), as TRL samples;
+    with `record`, also their sampling-time log-probs."""
+    from trl.models.utils import disable_gradient_checkpointing
+
+    keep = SampledLogProbs(model.get_output_embeddings()) if record else None
+    model.eval()
+    with torch.no_grad(), disable_gradient_checkpointing(model, {"use_reentrant": False}):
+        out = model.generate(**repeat(prompt, G), do_sample=True, temperature=1.0, top_k=0, top_p=1.0,
+                             max_new_tokens=n, min_new_tokens=n, use_cache=True,
+                             logits_processor=LogitsProcessorList([keep] if keep else []))
+    completions = out[:, prompt["input_ids"].shape[1]:]
+    return completions, keep.finish(completions) if keep else None
 
 
-def suite(args: argparse.Namespace, device: str, dry_run: bool = False) -> int:
-    """Build once; for each case (full, then LoRA) and length: warm up, time `args.steps` rollout + update steps;
-    write every case's results (GPU runs)."""
-    from vvkit.io import atomic_write_json
+def loss_logps(model: Any, prompt: dict, completions: torch.Tensor, device: str,
+               seconds: torch.Tensor | None = None) -> torch.Tensor:
+    """Per-token log-probs of the completions as TRL's loss pass computes them: the whole sequence with its video,
+    labels on the completion only, `fused_lm_head=True`, under bf16 autocast."""
+    b, n = completions.shape
+    batch = repeat(prompt, b)
+    if seconds is not None:
+        batch["second_per_grid_ts"] = seconds.repeat(b)
+    ids = torch.cat([batch["input_ids"], completions], 1)
+    labels = ids.clone()
+    labels[:, :-n] = -100
+    kw = {"input_ids": ids, "attention_mask": torch.ones_like(ids),
+          "mm_token_type_ids": torch.cat([batch["mm_token_type_ids"], torch.zeros_like(completions)], 1),
+          **{k: batch[k] for k in ("pixel_values_videos", "video_grid_thw", "second_per_grid_ts")}}
+    with torch.autocast(device, dtype=torch.bfloat16):
+        return model(**kw, labels=labels, fused_lm_head=True).log_probs[:, -n:]
 
-    torch.manual_seed(0)
-    torch.backends.cuda.matmul.allow_tf32 = True
+
+@contextlib.contextmanager
+def measured(device: str) -> Any:
+    """Yields a dict that receives the block's seconds and, on CUDA, its peak allocated GiB."""
+    rec: dict[str, float | None] = {}
+    if device == "cuda":
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
     t0 = time.perf_counter()
-    model = build_model(device, dry_run)
-    build_s = time.perf_counter() - t0
-    model.config.use_cache = model.config.get_text_config().use_cache = False  # generate() asks for the cache
-    model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
-    prompt = video_prompt(device, 4, 56) if dry_run else video_prompt(device)
-    cases = []
-    for case in args.cases:
-        if case == "lora":
-            from peft import LoraConfig, get_peft_model
-
-            model = get_peft_model(model, LoraConfig(task_type="CAUSAL_LM", **LORA))
-            model.enable_input_require_grads()  # checkpointed blocks need a grad-carrying input
-        for n in args.new_tokens:
-            rec = measure(model, prompt, args, device, n, lora=case == "lora")
-            rec["setup"]["model_build_s"] = round(build_s, 1)
-            cases.append(rec)
-            print(f"{case} {n}: rollout {rec['rollout_s']} s ({rec['rollout_tokens_per_s']} tok/s), update "
-                  f"{rec['update_s']} s, peak {rec['peak_memory_gib']} GiB, "
-                  f"{rec['update_fraction_of_bf16_peak']} of bf16 peak", flush=True)
-        if device == "cuda":
-            torch.cuda.empty_cache()
-    if dry_run:
-        print("dry run ok:", [(c["setup"]["case"], c["setup"]["new_tokens"]) for c in cases])
-        return 0
-    path = atomic_write_json(HERE / "results" / "gpu_step.json", {"cases": cases})
-    print(f"-> {path}")
-    return 0
+    yield rec
+    if device == "cuda":
+        torch.cuda.synchronize()
+    rec["s"] = round(time.perf_counter() - t0, 3)
+    rec["peak_gib"] = round(torch.cuda.max_memory_allocated() / 2**30, 2) if device == "cuda" else None
 
 
-def measure(model: torch.nn.Module, prompt: dict, args: argparse.Namespace, device: str, N: int,
-            lora: bool = False) -> dict:
-    """Time one rollout + update step `args.steps` times at completion length N, after a 16-token warm-up step."""
-    from trl.trainer.utils import get_peak_flops
+def decode_speed(model: Any, prompt: dict, G: int, n: int, device: str) -> dict:
+    """Prefill alone (one new token), then n tokens: ms per decoding step of the G-row batch."""
+    sample(model, prompt, G, 2)  # warm-up
+    with measured(device) as pre:
+        sample(model, prompt, G, 1)
+    with measured(device) as full:
+        sample(model, prompt, G, n)
+    step_s = (full["s"] - pre["s"]) / max(1, n - 1)
+    return {"generations": G, "new_tokens": n, "prefill_s": pre["s"], "generate_s": full["s"],
+            "decode_ms_per_token": round(1000 * step_s, 2), "tokens_per_s": round(G / step_s, 1) if step_s else None,
+            "peak_gib": full["peak_gib"]}
 
-    G = args.generations
-    P, patches = prompt["input_ids"].shape[1], prompt["pixel_values_videos"].shape[0]
-    params = [p for p in model.parameters() if p.requires_grad]
-    opt = (torch.optim.SGD(params, lr=1e-6) if args.optimizer == "sgd"
-           else torch.optim.AdamW(params, lr=1e-6, foreach=False))
 
-    def rollout(n: int) -> torch.Tensor:
-        model.eval()
-        with torch.no_grad():
-            out = model.generate(**repeat(prompt, G), do_sample=True, temperature=1.0, top_k=0, top_p=1.0,
-                                 max_new_tokens=n, min_new_tokens=n, use_cache=True)
-        return out[:, P:]
+def vision_speed(model: Any, prompt: dict, device: str, repeats: int = 3) -> dict:
+    """The vision tower's no-grad forward over one video with each attention implementation."""
+    out: dict[str, Any] = {}
+    for name in ("sdpa", "flash_attention_2"):
+        try:
+            model.set_attn_implementation({"vision_config": name})
+        except Exception as e:  # flash-attn missing, no CUDA, an unsupported dtype: say why
+            out[name] = {"error": f"{type(e).__name__}: {str(e).splitlines()[0][:300]}"}
+            continue
+        try:
+            recs = []
+            with torch.no_grad():
+                for _ in range(repeats + 1):  # the first call warms up
+                    with measured(device) as rec:
+                        model.model.visual(prompt["pixel_values_videos"].to(torch.bfloat16),
+                                           grid_thw=prompt["video_grid_thw"])
+                    recs.append(rec)
+            times = [r["s"] for r in recs[1:]]
+            out[name] = {"ms": round(1000 * min(times), 1), "times_s": times, "peak_gib": recs[-1]["peak_gib"]}
+        except Exception as e:
+            out[name] = {"error": f"{type(e).__name__}: {str(e).splitlines()[0][:300]}"}
+    model.set_attn_implementation({"vision_config": "sdpa"})
+    if "ms" in out.get("flash_attention_2", {}):
+        out["flash_speedup"] = round(out["sdpa"]["ms"] / out["flash_attention_2"]["ms"], 2)
+    return out
 
-    def update(completions: torch.Tensor) -> None:
-        model.train()
-        n = completions.shape[1]
-        adv = torch.randn(G, device=device)  # stand-in advantages: the loss shape, not its value, matters here
-        for s in range(0, G, args.micro_batch):
-            rows = completions[s:s + args.micro_batch]
-            b = rows.shape[0]
-            batch = repeat(prompt, b)
-            ids = torch.cat([batch["input_ids"], rows], 1)
-            kw = {"input_ids": ids, "attention_mask": torch.ones_like(ids),
-                  "mm_token_type_ids": torch.cat([batch["mm_token_type_ids"], torch.zeros_like(rows)], 1),
-                  **{k: batch[k] for k in ("pixel_values_videos", "video_grid_thw", "second_per_grid_ts")}}
-            logits = model(**kw, logits_to_keep=n + 1).logits[:, :-1].float()  # (b, n, V)
-            logp = torch.log_softmax(logits, -1).gather(-1, rows[..., None])[..., 0]
-            loss = -(logp.mean(1) * adv[s:s + b]).sum() / G
-            loss.backward()
-            del logits, logp, loss
+
+def grpo_update(model: Any, opt: Any, prompt: dict, G: int, n: int, device: str) -> dict:
+    """One GRPO update: sample, loss pass with TRL's grpo loss (num_iterations 1: ratio 1), backward, AdamW step."""
+    with measured(device) as gen:
+        completions, sampled = sample(model, prompt, G, n, record=True)
+    model.train()
+    adv = torch.randn(G, 1, device=device)
+    with measured(device) as upd:
+        logps = loss_logps(model, prompt, completions, device)
+        per_token = -torch.exp(logps - logps.detach()) * adv  # TRL: coef x advantage, old log-probs = detached
+        loss = per_token.mean(1).mean()  # loss_type grpo: per-sequence token mean (all tokens kept: min = max)
+        loss.backward()
+    with torch.no_grad():  # the same completions with the seconds-per-grid TRL sends to generate under DeepSpeed
+        forced16 = loss_logps(model, prompt, completions, device, prompt["second_per_grid_ts"].to(torch.bfloat16))
+    with measured(device) as stp:
         opt.step()
         opt.zero_grad(set_to_none=True)
+    logps = logps.detach().float()
+    diff, positions = (sampled - logps).abs(), (forced16.float() - logps).abs()
+    return {"new_tokens": n, "generate_s": gen["s"], "loss_pass_s": upd["s"], "optimizer_s": stp["s"],
+            "update_s": round(gen["s"] + upd["s"] + stp["s"], 3),
+            "peak_gib": {"generation": gen["peak_gib"], "update": upd["peak_gib"], "step": stp["peak_gib"]},
+            "logprobs": {"tokens": completions.numel(),
+                         "rollout_vs_loss": {"max": round(diff.max().item(), 5), "mean": round(diff.mean().item(), 6)},
+                         "bf16_seconds_vs_fp32": {"max": round(positions.max().item(), 5),
+                                                  "mean": round(positions.mean().item(), 6)},
+                         "mean_logp": round(logps.mean().item(), 4)}}
 
-    cuda = device == "cuda"
-    phases: dict[str, list[float]] = {"rollout_s": [], "update_s": []}
-    peaks: dict[str, float] = {}
-    for step in range(args.steps + 1):
-        n = N if step > 0 else min(N, 16)  # step 0 warms up kernels and the allocator, briefly
-        for name in ("rollout", "update"):
-            if cuda:
-                torch.cuda.synchronize()
-                torch.cuda.reset_peak_memory_stats()
-            t0 = time.perf_counter()
-            if name == "rollout":
-                completions = rollout(n)
-                assert completions.shape == (G, n), completions.shape
-            else:
-                update(completions)
-            if cuda:
-                torch.cuda.synchronize()
-            if step > 0:
-                phases[f"{name}_s"].append(time.perf_counter() - t0)
-                peaks[name] = max(peaks.get(name, 0.0), torch.cuda.max_memory_allocated() / 2**30 if cuda else 0.0)
-    del opt
-    rollout_s = sum(phases["rollout_s"]) / args.steps
-    update_s = sum(phases["update_s"]) / args.steps
-    name = torch.cuda.get_device_name() if cuda else "cpu (dry run)"
-    peak = get_peak_flops(name, "bfloat16")
-    base = model.get_base_model() if lora else model
-    flops = update_flops(base, P, N, G, patches) * (4 / 6 if lora else 1.0)
-    return {
-        "setup": {"case": "lora" if lora else "full", "gpu": name, "torch": torch.__version__,
-                  "python": platform.python_version(), "parameters": sum(p.numel() for p in model.parameters()),
-                  "trainable_parameters": sum(p.numel() for p in params), "lora": LORA if lora else None,
-                  "prompt_tokens": P, "video_tokens": int((prompt["input_ids"] == IDS["video_token_id"]).sum()),
-                  "vision_patches": patches, "frames": FRAMES, "pixels_per_frame": SIDE * SIDE, "generations": G,
-                  "new_tokens": N, "micro_batch": args.micro_batch, "optimizer": args.optimizer, "dtype": "bfloat16",
-                  "activation_checkpointing": True, "attention": "sdpa", "timed_steps": args.steps},
-        "rollout_s": round(rollout_s, 3), "update_s": round(update_s, 3), "step_s": round(rollout_s + update_s, 3),
-        "rollout_tokens_per_s": round(G * N / rollout_s, 1),
-        "peak_memory_gib": {k: round(v, 2) for k, v in peaks.items()},
-        "update_model_tflops": round(flops / 1e12, 3), "update_tflops_per_s": round(flops / update_s / 1e12, 3),
-        "bf16_peak_tflops": peak and peak / 1e12,
-        "update_fraction_of_bf16_peak": round(flops / update_s / peak, 3) if peak else None,
-        "times_s": {k: [round(t, 3) for t in v] for k, v in phases.items()},
-    }
+
+def estimate(model_config: Any, frames: int, side: int, G: int, n: int, device: str) -> Any:
+    """vvkit.budget's estimate for the config this script runs (LoRA on bf16, checkpointing, one micro-batch)."""
+    from vvkit.budget import estimate_memory
+
+    cfg = {"frames": {"nframes": frames, "min_pixels": side * side, "max_pixels": side * side}, "num_generations": G,
+           "max_completion_length": n, "per_device_train_batch_size": G, "gradient_accumulation_steps": 1,
+           "bf16": True, "lora": LORA, "activation_checkpointing": True, "beta": 0.0}
+    return estimate_memory(cfg, model_config, world_size=1, zero_stage=0, offload=False, device=device)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--policy", default=None, help="a local Qwen2.5-VL checkpoint folder (default: random 7B weights)")
+    ap.add_argument("--cpu-smoke", action="store_true", help="a micro model on the CPU: checks the script (< 2 min)")
+    ap.add_argument("--generations", type=int, default=8)
+    ap.add_argument("--decode-tokens", type=int, default=256, help="tokens per completion for the decode timing")
+    ap.add_argument("--new-tokens", type=int, default=512, help="completion length of the timed GRPO update")
+    ap.add_argument("--out", default=None, help="result JSON (default benchmarks/results/gpu_step[_cpu_smoke].json)")
+    args = ap.parse_args(argv)
+    from vvkit.io import atomic_write_json
+
+    smoke = args.cpu_smoke
+    if not smoke and not torch.cuda.is_available():
+        print("bench_gpu_step.py needs a CUDA GPU (a 7B model in bf16); none is visible here. Run it on a GPU machine, "
+              "or check the script with --cpu-smoke.", file=sys.stderr)
+        return 2
+    device = "cpu" if smoke else "cuda"
+    frames, side = (16, 56) if smoke else (16, 392)
+    G, n_decode, n = (2, 4, 4) if smoke else (args.generations, args.decode_tokens, args.new_tokens)
+    torch.manual_seed(0)
+    torch.backends.cuda.matmul.allow_tf32 = True
+    t_start = time.perf_counter()
+    from peft import LoraConfig, get_peft_model
+    from trl.trainer.utils import add_fused_lm_head
+
+    t0 = time.perf_counter()
+    model = build_model(args.policy, smoke, device)
+    build_s = time.perf_counter() - t0
+    prompt = video_prompt(model.config, frames, side, device)
+    result: dict[str, Any] = {"setup": {
+        "device": torch.cuda.get_device_name() if device == "cuda" else "cpu (--cpu-smoke)",
+        "policy": args.policy or ("random micro config" if smoke else "random Qwen2.5-VL-7B config"),
+        "torch": torch.__version__, "python": platform.python_version(), "dtype": "bfloat16", "frames": frames,
+        "pixels_per_frame": side * side, "prompt_tokens": prompt["input_ids"].shape[1],
+        "vision_patches": prompt["pixel_values_videos"].shape[0], "generations": G, "lora": LORA,
+        "activation_checkpointing": True, "random_logit_std": None if args.policy else LOGIT_STD, "parameters": sum(p.numel() for p in model.parameters()),
+        "model_build_s": round(build_s, 1), "command": "python benchmarks/bench_gpu_step.py " + " ".join(
+            sys.argv[1:] if argv is None else argv)}}
+    result["decode"] = decode_speed(model, prompt, G, n_decode, device)
+    print(f"decode: {result['decode']['decode_ms_per_token']} ms per step of {G} rows", flush=True)
+    result["vision"] = vision_speed(model, prompt, device)
+    print(f"vision: {result['vision']}", flush=True)
+
+    # ---- the update, as the trainer builds it: fused LM head, then LoRA, activation checkpointing ----
+    add_fused_lm_head(model, temperature=1.0, outputs=("log_probs", "entropy"))
+    model = get_peft_model(model, LoraConfig(task_type="CAUSAL_LM", **LORA))
+    model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+    model.enable_input_require_grads()
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-6, fused=device == "cuda")
+    grpo_update(model, opt, prompt, G, min(n, 16), device)  # warm-up: kernels, allocator, Adam's states
+    upd = grpo_update(model, opt, prompt, G, n, device)
+    result["logprobs"] = {**upd.pop("logprobs"), "seconds_per_grid": {
+        "fp32": prompt["second_per_grid_ts"].item(), "bf16": prompt["second_per_grid_ts"].to(torch.bfloat16).item()}}
+    est = estimate(model.config, frames, side, G, n, device)
+    allocator = est.total - est.runtime
+    measured = max(v for v in upd["peak_gib"].values()) if device == "cuda" else None
+    upd["estimate_gib"] = round(allocator / 2**30, 2)
+    upd["estimate_parts_gib"] = {k: round(v / 2**30, 3) for k, v in est.parts().items()}
+    upd["estimate_phase"] = est.peak_phase
+    upd["estimate_over_measured"] = round(allocator / 2**30 / measured, 3) if measured else None
+    result["update"] = upd
+    print(f"update: {upd['update_s']} s, peak {upd['peak_gib']} GiB, estimate {upd['estimate_gib']} GiB", flush=True)
+
+    print(f"logprobs: {result['logprobs']}", flush=True)
+    result["wall_s"] = round(time.perf_counter() - t_start, 1)
+    ok = all(math.isfinite(x) for x in (result["decode"]["decode_ms_per_token"], upd["update_s"],
+                                        result["logprobs"]["rollout_vs_loss"]["max"]))
+    out = Path(args.out) if args.out else HERE / "results" / ("gpu_step_cpu_smoke.json" if smoke else "gpu_step.json")
+    print(f"-> {atomic_write_json(out, result)} ({result['wall_s']} s)")
+    return 0 if ok else 1
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """vvkit.train / vvkit.grpo_trainer on a micro Qwen2.5-VL (0.2M params), 4-frame 56x56 videos, 2-3 GRPO steps: the loss
 sees the video (log-probs equal a direct video forward, not a no-video one), the right weights move (full, LoRA,
 frozen vision), vision placeholders are never sampled, mixed tasks batch, resume continues, beta > 0, T-GRPO and the
-difficulty filter do what they say, the SFT warm start learns, configs are strict, the memory estimate adds up."""
+difficulty filter do what they say, the SFT warm start learns, configs are strict (the memory estimate: test_budget.py)."""
 import json
 from pathlib import Path
 
@@ -422,33 +422,6 @@ def test_trl_loss_variants_train_on_video(world, loss_type):
     assert any("visual." in n for n in changed(before, trainer.model))
 
 
-def test_memory_estimate_counts_qwen25vl_7b_and_scales_with_frames():
-    from transformers import Qwen2_5_VLConfig
-
-    from vvkit.budget import estimate_memory, format_memory
-
-    cfg7b = Qwen2_5_VLConfig(
-        text_config=dict(vocab_size=152064, hidden_size=3584, intermediate_size=18944, num_hidden_layers=28,
-                         num_attention_heads=28, num_key_value_heads=4,
-                         rope_parameters={"rope_type": "default", "rope_theta": 1e6, "mrope_section": [16, 24, 24]}),
-        vision_config=dict(depth=32, hidden_size=1280, intermediate_size=3420, num_heads=16, out_hidden_size=3584),
-        tie_word_embeddings=False)
-    paper = {"frames": {"nframes": 16, "max_pixels": 196 * 28 * 28}, "num_generations": 8, "bf16": True,
-             "max_completion_length": 2048, "per_device_train_batch_size": 8, "gradient_accumulation_steps": 4,
-             "activation_checkpointing": True, "beta": 0.0}
-    est = estimate_memory(paper, cfg7b, world_size=6, zero_stage=3, offload=True)
-    assert est["parameters"] == 8_292_166_656  # Qwen2.5-VL-7B-Instruct (a meta-device build counts the same)
-    assert est["video_llm_tokens"] == 8 * 196 and est["prompts_per_step"] == 24
-    assert est["weights_gib"] == pytest.approx(8_292_166_656 * 2 / 6 / 2**30)
-    assert est["optimizer_gib"] == 0 and est["optimizer_cpu_gib"] > 0
-    more = estimate_memory({**paper, "frames": {"nframes": 32, "max_pixels": 196 * 28 * 28}}, cfg7b, world_size=6,
-                           zero_stage=3, offload=True)
-    assert more["video_llm_tokens"] == 2 * est["video_llm_tokens"] and more["total_gpu_gib"] > est["total_gpu_gib"]
-    single = estimate_memory(paper, cfg7b, world_size=1, zero_stage=0, offload=False)
-    assert single["total_gpu_gib"] > 80  # full fine-tuning of 7B does not fit one 80 GB GPU
-    assert "total / GPU" in format_memory(est)
-
-
 def test_notebook_parameters_presets_and_accelerate_configs_agree():
     import ast
 
@@ -490,30 +463,3 @@ def test_policy_eval_hook_logs_and_a_fresh_run_replaces_old_logs(world):
     model, processor = load_policy(world["policy"])
     scores = accuracy_hook(world["rows"][:2], FRAMES, {}, max_new_tokens=4)(model=model, processor=processor)
     assert set(scores) == {"accuracy", "format_rate"} and all(0 <= v <= 1 for v in scores.values())
-
-
-def test_gpu_step_benchmark_runs_its_code_path_on_cpu():
-    import importlib.util
-    import types
-
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_gpu_step.py"
-    spec = importlib.util.spec_from_file_location("bench_gpu_step", path)
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
-    args = types.SimpleNamespace(new_tokens=3, generations=2, micro_batch=1, optimizer="adamw", steps=1)
-    assert bench.run(args, "cpu", dry_run=True) == 0
-    assert bench.video_prompt("cpu")["input_ids"].eq(bench.IDS["video_token_id"]).sum() == 8 * 14 * 14
-
-
-def test_gpu_step_benchmark_suite_runs_full_and_lora_on_cpu():
-    import importlib.util
-    import types
-
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_gpu_step.py"
-    spec = importlib.util.spec_from_file_location("bench_gpu_step_suite", path)
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
-    args = types.SimpleNamespace(new_tokens=[2, 3], cases=["full", "lora"], generations=2, micro_batch=1,
-                                 optimizer="sgd", steps=1)
-    assert bench.suite(args, "cpu", dry_run=True) == 0
-    assert bench.LENGTHS == (512, 2048)
