@@ -75,7 +75,8 @@ def build_model(policy: str | None, smoke: bool, device: str) -> torch.nn.Module
         model = Qwen2_5_VLForConditionalGeneration._from_config(config, dtype=torch.bfloat16)
     model.generation_config.pad_token_id = text["bos_token_id"]
     with torch.no_grad():  # random logits have std ~0.02 sqrt(hidden): spread them to ~4, a trained model's range
-        model.lm_head.weight.mul_(LOGIT_STD / (config.get_text_config().initializer_range * math.sqrt(text["hidden_size"])))
+        spread = config.get_text_config().initializer_range * math.sqrt(text["hidden_size"])
+        model.lm_head.weight.mul_(LOGIT_STD / spread)
     return model
 
 
@@ -287,7 +288,8 @@ def main(argv: list[str] | None = None) -> int:
         "torch": torch.__version__, "python": platform.python_version(), "dtype": "bfloat16", "frames": frames,
         "pixels_per_frame": side * side, "prompt_tokens": prompt["input_ids"].shape[1],
         "vision_patches": prompt["pixel_values_videos"].shape[0], "generations": G, "lora": LORA,
-        "activation_checkpointing": True, "random_logit_std": None if args.policy else LOGIT_STD, "parameters": sum(p.numel() for p in model.parameters()),
+        "activation_checkpointing": True, "random_logit_std": None if args.policy else LOGIT_STD,
+        "parameters": sum(p.numel() for p in model.parameters()),
         "model_build_s": round(build_s, 1), "command": "python benchmarks/bench_gpu_step.py " + " ".join(
             sys.argv[1:] if argv is None else argv)}}
     result["decode"] = decode_speed(model, prompt, G, n_decode, device)

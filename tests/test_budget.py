@@ -109,9 +109,10 @@ def test_printed_parts_add_up_to_the_printed_total(tmp_path, cfg7b):
     from vvkit.model import build_tiny_policy
 
     tiny = AutoConfig.from_pretrained(build_tiny_policy(tmp_path / "tiny", size="micro"))
-    for cfg, model_config, device in [({"frames": {"nframes": 4, "min_pixels": 3136, "max_pixels": 3136}, "num_generations": 2,
-                                        "per_device_train_batch_size": 4, "max_completion_length": 8}, tiny, "cuda"),
-                                      (PAPER, cfg7b, "cuda"), ({**PAPER, "lora": {"r": 64}}, cfg7b, "cpu")]:
+    small = {"frames": {"nframes": 4, "min_pixels": 3136, "max_pixels": 3136}, "num_generations": 2,
+             "per_device_train_batch_size": 4, "max_completion_length": 8}
+    for cfg, model_config, device in [(small, tiny, "cuda"), (PAPER, cfg7b, "cuda"),
+                                      ({**PAPER, "lora": {"r": 64}}, cfg7b, "cpu")]:
         est = estimate_memory(cfg, model_config, world_size=1, zero_stage=0, device=device)
         assert sum(est.parts().values()) == est.total
         text = format_memory(est)
@@ -120,7 +121,7 @@ def test_printed_parts_add_up_to_the_printed_total(tmp_path, cfg7b):
         names, values = [n for n, _ in rows], [float(v) for _, v in rows]
         assert names[-1].startswith("total") and names[:-1] == list(est.parts())
         assert sum(values[:-1]) == pytest.approx(values[-1], abs=0.01 * len(values))
-    tiny_est = estimate_memory({"frames": {"nframes": 4, "min_pixels": 3136, "max_pixels": 3136}}, tiny, world_size=1, device="cuda")
+    tiny_est = estimate_memory(small, tiny, world_size=1, device="cuda")
     assert tiny_est.runtime == CUDA_CONTEXT and "cuda context" in format_memory(tiny_est)  # the tiny total's 1 GiB
 
 

@@ -201,15 +201,19 @@ class MemoryEstimate:
     generation: Generation
     update: Update
     step: int  # optimizer step: DeepSpeed's fp32 gradients of one sub-group
-    runtime: int  # CUDA context (0 on the CPU)
+    runtime: int  # the CUDA context; on the CPU, the process's own runtime
     host: int
     tokens: TokenBudget
     setup: dict
 
+    def phases(self) -> dict[str, int]:
+        """Each phase's bytes with what stays resident through it (the runtime aside)."""
+        return {"generation": self._resident("generation") + self.generation.total,
+                "update": self._resident("update") + self.update.total, "step": self._resident("step") + self.step}
+
     @property
     def peak_phase(self) -> str:
-        phases = {"generation": self._resident("generation") + self.generation.total,
-                  "update": self._resident("update") + self.update.total, "step": self._resident("step") + self.step}
+        phases = self.phases()
         return max(phases, key=phases.get)
 
     def _resident(self, phase: str) -> int:
@@ -242,9 +246,7 @@ class MemoryEstimate:
     def as_dict(self) -> dict[str, Any]:
         """Every part in bytes, the phases' totals, the token budget and the setup, for JSON results."""
         return {"total": self.total, "peak_phase": self.peak_phase, "parts": self.parts(),
-                "phases": {"generation": self._resident("generation") + self.generation.total + self.runtime,
-                           "update": self._resident("update") + self.update.total + self.runtime,
-                           "step": self._resident("step") + self.step + self.runtime},
+                "phases": {k: v + self.runtime for k, v in self.phases().items()},
                 "generation": asdict(self.generation), "update": asdict(self.update), "host": self.host,
                 "tokens": asdict(self.tokens), "setup": self.setup}
 
@@ -405,7 +407,7 @@ def check_fits(cfg: Any, model_config: Any, device_memory_bytes: int | None = No
                "v_proj, o_proj]}, bf16: true; e.g. params/paper_1gpu.yaml)",
                {"lora": {"r": 64, "target_modules": ["q_proj", "k_proj", "v_proj", "o_proj"]}, "bf16": True})
     if est.setup["zero_stage"] < 3:
-        n = max(world, 8)
+        n = world if world > 1 else 8
         option(f"ZeRO-3 over {n} GPUs (accelerate launch --config_file params/accelerate/zero3.yaml -m vvkit.train "
                "--config <params>)", {"bf16": True}, world_size=n, zero_stage=3, offload=False)
     frames = dict(view["frames"] or {})
