@@ -197,9 +197,9 @@ def run_lmms_eval(spec: LmmsRun, timeout_s: float | None = None) -> dict:
               "mapping": asdict(mapping)}
     atomic_write_json(out / MAPPING_FILE, record)
     started = time.time()
-    with open(out / LOG_FILE, "w") as log:
+    with open(out / LOG_FILE, "w") as log:  # lmms-eval exits 0 on failure: the results file decides, not the status
         proc = subprocess.run(cmd, cwd=spec.data_root or out, env=spec.environment(), stdout=log,
-                              stderr=subprocess.STDOUT, timeout=timeout_s)
+                              stderr=subprocess.STDOUT, timeout=timeout_s, check=False)
     try:
         results = find_results(out, started)
     except LmmsEvalError as e:

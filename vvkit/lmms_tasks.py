@@ -18,7 +18,7 @@ import os
 import shutil
 import sys
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -175,7 +175,7 @@ def export_run_tasks(run_dir: str | os.PathLike, out: str | os.PathLike | None =
 
 # ---- scoring inside lmms-eval (called from the exported utils.py) ---------------------------------------------------
 
-@lru_cache(maxsize=None)
+@cache
 def _settings(folder: str) -> dict:
     return json.loads((Path(folder) / SETTINGS_FILE).read_text())
 
