@@ -136,7 +136,7 @@ def sample(model: Any, prompt: dict, G: int, n: int, record: bool = False) -> tu
     model.eval()
     with torch.no_grad(), disable_gradient_checkpointing(model, {"use_reentrant": False}):
         out = model.generate(**repeat(prompt, G), do_sample=True, temperature=1.0, top_k=0, top_p=1.0,
-                             max_new_tokens=n, min_new_tokens=n, use_cache=True,
+                             repetition_penalty=1.0, max_new_tokens=n, min_new_tokens=n, use_cache=True,
                              logits_processor=LogitsProcessorList([keep] if keep else []))
     completions = out[:, prompt["input_ids"].shape[1]:]
     return completions, keep.finish(completions) if keep else None
