@@ -81,6 +81,9 @@ def test_command_names_the_policy_frames_length_and_offline_environment(tmp_path
                                     f"max_num_frames=4")
     assert args["--gen_kwargs"] == "max_new_tokens=1024" and args["--limit"] == "2"
     assert args["--include_path"] == str(tmp_path / "tasks") and "--log_samples" in cmd
+    gpu = L.LmmsRun(policy=tmp_path, tasks=["videomme"], out=tmp_path, frames=FramePolicy(), device="cuda:0",
+                    python=sys.executable).command()
+    assert gpu[gpu.index("--device") + 1] == "cuda:0" and ",device_map=cuda:0," in gpu[gpu.index("--model_args") + 1]
     env = spec.environment()
     assert env["HF_HUB_OFFLINE"] == env["HF_DATASETS_OFFLINE"] == "1" and env["HF_HOME"] == str(tmp_path / "hf")
     assert env["MODEL_SEQ_LEN"] == "128000"

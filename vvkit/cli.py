@@ -92,6 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--hf-home", default=None, help="HF_HOME for lmms-eval: stock video tasks read "
                                                    "<hf-home>/<cache_dir>")
     p.add_argument("--python", default=None, help="interpreter with lmms-eval (default .venv-lmms/bin/python)")
+    p.add_argument("--device", default=None, help="device for the model, e.g. cuda:0 (default cpu)")
     p.set_defaults(func=_cmd_lmms_eval)
     p = sub.add_parser("lmms-tasks", help="export held-out rows as lmms-eval tasks (any model, the kit's scorer)")
     p.add_argument("--run", default=None, help="run folder: its rows, reward settings, prompt style and length")

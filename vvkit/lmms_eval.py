@@ -120,13 +120,13 @@ class LmmsRun:
     limit: int | None = None
     data_root: Path | None = None   # lmms-eval's working folder: stock tasks' relative dataset_path resolve in it
     hf_home: Path | None = None     # where stock video tasks find their videos ($HF_HOME/<cache_dir>)
-    device_map: str = "cpu"
+    device: str = "cpu"             # the model's device map and lmms-eval's --device, e.g. cuda:0
     python: str | None = None
 
     def command(self) -> list[str]:
         cmd = [lmms_python(self.python), "-m", "lmms_eval", "--model", MODEL,
-               "--model_args", model_args_string(self.policy, map_frames(self.frames), self.device_map),
-               "--tasks", ",".join(self.tasks), "--batch_size", "1", "--device", self.device_map,
+               "--model_args", model_args_string(self.policy, map_frames(self.frames), self.device),
+               "--tasks", ",".join(self.tasks), "--batch_size", "1", "--device", self.device,
                "--gen_kwargs", f"max_new_tokens={int(self.max_new_tokens)}",
                "--output_path", str(self.out), "--log_samples"]
         if self.include_path is not None:
@@ -244,7 +244,7 @@ def evaluate_policy(run_dir: str | os.PathLike | None, policy: str, tasks: list[
 
 def main(args: Any) -> int:
     """`vvkit lmms-eval` (arguments from `vvkit.cli`): run, then print the metrics read back and where they are."""
-    kw = {k: getattr(args, k) for k in ("limit", "data_root", "hf_home", "python", "max_new_tokens", "out")
+    kw = {k: getattr(args, k) for k in ("limit", "data_root", "hf_home", "python", "max_new_tokens", "out", "device")
           if getattr(args, k, None) is not None}
     try:
         summary = evaluate_policy(args.run, args.policy, [t for t in args.tasks.split(",") if t],
