@@ -58,7 +58,7 @@ def test_memory_estimate_counts_qwen25vl_7b_and_scales_with_frames(cfg7b):
 
 
 def test_weight_dtypes_set_the_budget(cfg7b):
-    base = {**PAPER, "max_completion_length": 512, "gradient_accumulation_steps": 1, "beta": 0.04}
+    base = {**PAPER, "max_completion_length": 512, "beta": 0.04}
     one_lora = estimate_memory({**base, "lora": {"r": 8}}, cfg7b, world_size=1, zero_stage=0)
     adapters = lora_parameters({"r": 8}, Shapes.of(cfg7b))
     assert one_lora.weights == P7B * 2 + adapters * 4  # bf16 base as loaded; peft keeps adapters fp32
@@ -71,6 +71,18 @@ def test_weight_dtypes_set_the_budget(cfg7b):
     assert one_full.generation.kv_cache == 2 * one_lora.generation.kv_cache  # generate() runs fp32 weights in fp32
     zero3 = estimate_memory(base, cfg7b, world_size=8, zero_stage=3)
     assert zero3.weights == P7B * 2 // 8
+
+
+def test_gradients_count_where_the_backward_holds_them(cfg7b):
+    one = {**PAPER, "gradient_accumulation_steps": 1, "max_completion_length": 512}
+    lora = estimate_memory({**one, "lora": {"r": 8}}, cfg7b, world_size=1, zero_stage=0)
+    assert lora.update.moment == "backward start" and lora.update.gradients == 0  # activations >> LoRA gradients
+    full = estimate_memory(one, cfg7b, world_size=1, zero_stage=0)
+    assert full.update.moment == "vision backward" and full.update.gradients == full.gradients
+    assert full.update.text_activations < lora.update.text_activations  # the decoder's are freed by then
+    held = estimate_memory(PAPER, cfg7b, world_size=1, zero_stage=0)  # accumulation: held from micro-batch 2 on
+    assert held.update.moment == "backward" and held.update.gradients == held.gradients
+    assert held.parts()["gradients"] == held.gradients and full.phases()["generation"] < held.phases()["update"]
 
 
 def test_zero3_on_8_gpus_counts_what_the_old_estimate_left_out(cfg7b):

@@ -175,18 +175,24 @@ class Generation:
 
 @dataclass(frozen=True)
 class Update:
-    """Forward and backward of one micro-batch (the loss pass; the no-grad old/reference passes need less)."""
+    """Forward and backward of one micro-batch (the loss pass; the no-grad old/reference passes need less), at its
+    peak `moment`. Without accumulated gradients (one micro-batch per step, no DeepSpeed) the backward fills the
+    gradients while it frees the activations, so the peak is at its start (every activation, no gradient) or where
+    it reaches the vision tower (every gradient, the tower's activations): each layer is alike, so the sum in
+    between moves one way per stack and the larger end bounds it."""
 
+    gradients: int
     text_activations: int  # checkpointed layer inputs (or every activation without checkpointing), embeddings
     vision_activations: int  # checkpointed block inputs (or every activation), patch embedding, merger
-    layer_backward: int  # the largest layer recomputed, with its backward temporaries
+    layer_backward: int  # the layer being recomputed, with its backward temporaries
     logits: int  # TRL's fused LM head over the scored tokens: one tile, saved hidden states, fp32 gradients
     autocast_copies: int  # bf16 copies of fp32 weights cached by autocast during the forward
     zero3_buffers: int  # ZeRO-3: parameters gathered per module and gradient reduce buckets
+    moment: str
 
     @property
     def total(self) -> int:
-        return sum(getattr(self, f.name) for f in fields(self))
+        return sum(getattr(self, f.name) for f in fields(self) if f.name != "moment")
 
 
 @dataclass(frozen=True)
@@ -208,32 +214,30 @@ class MemoryEstimate:
 
     def phases(self) -> dict[str, int]:
         """Each phase's bytes with what stays resident through it (the runtime aside)."""
-        return {"generation": self._resident("generation") + self.generation.total,
-                "update": self._resident("update") + self.update.total, "step": self._resident("step") + self.step}
+        resident = self.weights + self.optimizer + self.reference
+        return {"generation": resident + self._generation_gradients() + self.generation.total,
+                "update": resident + self.update.total, "step": resident + self.gradients + self.step}
 
     @property
     def peak_phase(self) -> str:
         phases = self.phases()
         return max(phases, key=phases.get)
 
-    def _resident(self, phase: str) -> int:
-        """Gradients live from the first backward to the optimizer step; `zero_grad` frees them before generation,
-        except DeepSpeed's gradient partitions, which stay allocated."""
-        grads = self.gradients if phase != "generation" or self.setup["zero_stage"] > 0 else 0
-        return self.weights + grads + self.optimizer + self.reference
+    def _generation_gradients(self) -> int:
+        """`zero_grad` frees the gradients before generation, except DeepSpeed's partitions, which stay allocated."""
+        return self.gradients if self.setup["zero_stage"] > 0 else 0
 
     def parts(self) -> dict[str, int]:
         """The terms of `total`, named, in bytes."""
         phase = self.peak_phase
-        out = {"weights": self.weights, "gradients": self.gradients, "optimizer": self.optimizer,
-               "reference": self.reference}
-        if phase == "generation" and self.setup["zero_stage"] == 0:
-            out["gradients"] = 0
+        grads = {"generation": self._generation_gradients(), "update": self.update.gradients}.get(phase, self.gradients)
+        out = {"weights": self.weights, "gradients": grads, "optimizer": self.optimizer, "reference": self.reference}
         if phase == "generation":
             out.update({"gathered weights": self.generation.gathered_weights, "kv cache": self.generation.kv_cache,
                         f"{self.generation.moment} transients": self.generation.transients})
         elif phase == "update":
-            out.update({k.replace("_", " "): v for k, v in asdict(self.update).items()})
+            out.update({k.replace("_", " "): v for k, v in asdict(self.update).items()
+                        if k not in ("gradients", "moment")})
         else:
             out["optimizer step"] = self.step
         out["cuda context" if self.setup["device"] == "cuda" else "cpu runtime"] = self.runtime
@@ -314,12 +318,13 @@ def estimate_memory(cfg: Any, model_config: Any, world_size: int | None = None, 
     text_layer = ((4 * s.inter + 4 * s.qd + 4 * s.kvd) * ab + 2 * s.h * (4 + ab) + s.h * wb  # MLP, attention, norms
                   + (2 * (s.qd + s.kvd + s.h) * 4 if autocast else 0))
     vision_block = (4 * s.vi + 10 * s.vh) * ab + 3 * s.vh * 4 + s.vh * wb + (2 * s.vh * 4 if autocast else 0)
-    text_act = T * (s.layers * (s.h * wb if ckpt else text_layer) + 2 * s.h * wb + s.h * (4 + ab))  # + embeddings
+    text_outside = T * (2 * s.h * wb + s.h * (4 + ab))  # embeddings, merged video features, final norm
+    text_act = T * s.layers * (s.h * wb if ckpt else text_layer) + text_outside
     vision_act = Pb * (s.depth * (s.vh * wb if ckpt else vision_block)  # + pixels, patch embedding, windows, merger
                        + PATCH_VALUES * (4 + (ab if ab != 4 else 0)) + 8 * s.vh * ab + 3 * s.vhd * 4
                        + (2 * s.vh * 4 if autocast else 0))
-    layer_backward = max(T * ((text_layer if ckpt else 0) + (3 * s.inter + 4 * s.h) * ab),  # + gradient temporaries
-                         Pb * ((vision_block if ckpt else 0) + (3 * s.vi + 4 * s.vh) * ab))
+    text_back = T * ((text_layer if ckpt else 0) + (3 * s.inter + 4 * s.h) * ab)  # + gradient temporaries
+    vision_back = Pb * ((vision_block if ckpt else 0) + (3 * s.vi + 4 * s.vh) * ab)
     triton = device == "cuda"
     N = b * C if triton else b * (S - 1)  # scored positions: the completion's (Triton) or every one (torch fold)
     tile = min(N, LOGPROB_TOKENS) * min(s.vocab, LOGPROB_VOCAB)
@@ -332,7 +337,14 @@ def estimate_memory(cfg: Any, model_config: Any, world_size: int | None = None, 
     if stage == 3:
         live = s.vocab * s.h + max(params["text_layer"], params["vision_block"]) + s.h * s.h  # + prefetch bucket
         zero3 = 2 * min(live, int(float(zero.get("stage3_max_live_parameters", 1e9)))) + 2 * 2 * s.h * s.h
-    update = Update(text_act, vision_act, layer_backward, logits, trainable * 2 if autocast else 0, zero3)
+    autocast_copies = trainable * 2 if autocast else 0
+    if stage > 0 or accum > 1:  # gradients held through the whole backward
+        update = Update(grads, text_act, vision_act, max(text_back, vision_back), logits, autocast_copies, zero3,
+                        "backward")
+    else:
+        start = Update(0, text_act, vision_act, text_back, logits, autocast_copies, zero3, "backward start")
+        tower = Update(grads, text_outside, vision_act, vision_back, 0, 0, zero3, "vision backward")
+        update = max(start, tower, key=lambda u: u.total)
 
     # ---- optimizer step ----
     sub_group = int(float(zero.get("sub_group_size", 1e9)))
@@ -351,14 +363,15 @@ def estimate_memory(cfg: Any, model_config: Any, world_size: int | None = None, 
 def format_memory(est: MemoryEstimate) -> str:
     """The estimate as an aligned table whose lines add up to its total."""
     t, u = est.tokens, est.setup
+    moment = {"generation": f" ({est.generation.moment})", "update": f" ({est.update.moment})"}
     lines = [f"video: {t.frames} frames x {t.pixels_per_frame} px -> {t.video_tokens} tokens; prompt {t.prompt_tokens} "
              f"+ completion {t.completion_tokens} tokens; G={t.num_generations}, {t.prompts_per_step:g} prompts / "
              f"{t.completions_per_step} completions per step; {t.generation_batch} generated at once, "
              f"{t.micro_batch} per backward",
              f"parameters {u['parameters'] / 1e6:,.1f}M (vision {u['vision_parameters'] / 1e6:,.1f}M, trainable "
              f"{u['trainable_parameters'] / 1e6:,.1f}M); ZeRO-{u['zero_stage']}"
-             f"{' + offload' if u['offload_optimizer'] else ''} over {u['world_size']} process(es); peak phase: "
-             f"{est.peak_phase}"]
+             f"{' + offload' if u['offload_optimizer'] else ''} over {u['world_size']} process(es); peak: "
+             f"{est.peak_phase}{moment.get(est.peak_phase, '')}"]
     lines += [f"  {name:<22} {value / GIB:9.2f} GiB" for name, value in est.parts().items()]
     lines.append(f"  {'total / ' + ('GPU' if u['device'] == 'cuda' else 'process'):<22} {est.total / GIB:9.2f} GiB  "
                  "(upper bound)")
