@@ -10,9 +10,10 @@ recomputed with its backward, and TRL's fused LM head, which never materialises 
 4,096 x 32,768 tile, fp32 gradient accumulators and, on devices without Triton, the whole tile's softmax
 temporaries), and the **optimizer step**. Parts are counted per token / patch from the Qwen2.5-VL layer code of
 transformers 5.24 (gated MLPs at their intermediate width, RMSNorm's fp32 upcast, M-RoPE), so the sum is an upper
-bound, not a fit; `benchmarks/bench_memory.py` holds it against a measured step. ZeRO sharding divides weights,
-gradients and optimizer states by the process count (Rajbhandari et al. 2020); activation recomputation follows
-Korthikanti et al. 2022.
+bound, not a fit; `benchmarks/bench_memory.py` holds it against measured steps (its one fixed term, the CPU
+process's own runtime, is set from those runs; on a GPU the CUDA context takes its place). ZeRO sharding divides
+weights, gradients and optimizer states by the process count (Rajbhandari et al. 2020); activation recomputation
+follows Korthikanti et al. 2022.
 """
 from __future__ import annotations
 
