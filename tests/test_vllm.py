@@ -144,10 +144,10 @@ def test_vllm_temporal_positions_equal_hf(world, llm, fps):
 
 
 @needs_vllm
-@pytest.mark.xfail(strict=True, reason="transformers 5.24's Qwen2.5-VL get_rope_index starts the text after a video "
-                   "at the video's start + max(h, w) / merge, ignoring its temporal extent; vLLM (and the original "
-                   "Qwen2.5-VL rule, transformers PR #35569) starts it at the largest vision position + 1")
 def test_vllm_text_after_video_positions_equal_hf(world, llm):
+    """Every position of the prompt, the text after the video included: vLLM and the HF model (with vvkit.model's
+    rule over transformers 5.24, tests/test_positions.py) both resume the text at the largest vision position + 1,
+    after the video's temporal extent (8 frames at 2 fps: temporal offsets 0, 2, 4, 6, beyond the 2 x 2 merged grid)."""
     got, want, _ = _positions(world, llm, 2.0)
     assert torch.equal(got, want)
 

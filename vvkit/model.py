@@ -7,6 +7,7 @@ GRPO trainer cannot tell the tiny policy from Qwen2.5-VL-7B-Instruct, the recipe
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -18,12 +19,14 @@ from typing import Any
 
 import torch
 from transformers.image_utils import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD
+from transformers.models.qwen2_5_vl.modeling_qwen2_5_vl import Qwen2_5_VLModel
 
 from vvkit.io import atomic_write_json, atomic_write_text
 from vvkit.processing import CHAT_TEMPLATE, get_processor, processor_config_files, video_metadata
 
 __all__ = ["PolicySize", "SIZES", "build_tiny_policy", "load_policy", "get_processor", "count_parameters",
-           "never_sampled_token_ids", "video_metadata", "SPECIAL_TOKENS", "REASONING_TAGS"]
+           "never_sampled_token_ids", "video_metadata", "resume_text_after_vision", "SPECIAL_TOKENS",
+           "REASONING_TAGS"]
 
 # Qwen2.5-VL's control tokens, in Qwen's order; ids 0..6 in the tiny vocabulary.
 SPECIAL_TOKENS = ("<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|vision_start|>", "<|vision_end|>",
@@ -63,6 +66,60 @@ SIZES: dict[str, PolicySize] = {
     "tiny": PolicySize(128, 4, 4, 2, 384, (4, 6, 6), 2, 64, 2, 128),  # ~1.1M params: the demo policy
     "micro": PolicySize(64, 2, 4, 2, 128, (2, 3, 3), 2, 32, 2, 64),  # ~0.2M params: unit tests
 }
+
+
+# ---- M-RoPE positions -------------------------------------------------------------------------------------------
+def resume_text_after_vision(position_ids: torch.Tensor, mm_token_type_ids: torch.Tensor,
+                             attention_mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """transformers' `get_rope_index` output with every token after a vision block moved so that the block's next
+    token sits at the block's largest position + 1, and the rope deltas recomputed.
+
+    Qwen2.5-VL places the text after an image or video at max(vision positions) + 1 (its release code, transformers
+    PR #35569, vLLM's `get_mrope_input_positions`). transformers 5.24 starts it at the block's start + max(h, w) /
+    merge instead, which ignores a video's temporal extent ((T - 1) * tokens_per_second * second_per_grid_ts): the
+    text then reuses positions inside the video, HF disagrees with vLLM rollouts and with the model's pretraining,
+    and generate's rope delta (from the video's largest position) disagrees with a full forward over prompt +
+    completion. An image (one temporal index) or a short video is left as it was: there both rules agree."""
+    fixed = position_ids.clone()
+    deltas = []
+    for b in range(position_ids.shape[1]):
+        keep = (attention_mask[b].bool() if attention_mask is not None
+                else torch.ones(position_ids.shape[2], dtype=torch.bool, device=position_ids.device))
+        pos = position_ids[:, b, keep]
+        kinds, counts = torch.unique_consecutive(mm_token_type_ids[b, keep], return_counts=True)
+        out, start, shift = pos.clone(), 0, 0
+        for kind, n in zip(kinds.tolist(), counts.tolist()):
+            out[:, start:start + n] += shift
+            if kind != 0 and start + n < pos.shape[1]:  # a vision block with tokens after it
+                shift += int(pos[:, start:start + n].max()) + 1 - int(pos[0, start + n])
+            start += n
+        fixed[:, b, keep] = out
+        deltas.append(int(out.max()) + 1 - out.shape[1])
+    return fixed, torch.tensor(deltas, device=position_ids.device).unsqueeze(1)
+
+
+def _qwen_text_after_vision(get_rope_index: Any) -> Any:
+    """Wrap transformers' `Qwen2_5_VLModel.get_rope_index` with `resume_text_after_vision` (once)."""
+    if getattr(get_rope_index, "resumes_text_after_vision", False):
+        return get_rope_index
+
+    @functools.wraps(get_rope_index)
+    def wrapped(self: Any, input_ids: torch.Tensor, mm_token_type_ids: torch.Tensor,
+                image_grid_thw: torch.Tensor | None = None, video_grid_thw: torch.Tensor | None = None,
+                second_per_grid_ts: torch.Tensor | None = None, attention_mask: torch.Tensor | None = None,
+                **kwargs: Any) -> tuple[torch.Tensor, torch.Tensor]:
+        positions, _ = get_rope_index(self, input_ids, mm_token_type_ids, image_grid_thw=image_grid_thw,
+                                      video_grid_thw=video_grid_thw, second_per_grid_ts=second_per_grid_ts,
+                                      attention_mask=attention_mask, **kwargs)
+        return resume_text_after_vision(positions, mm_token_type_ids, attention_mask)
+
+    wrapped.resumes_text_after_vision = True
+    return wrapped
+
+
+# Patched on the class, once, at import: every Qwen2.5-VL in a process that uses vvkit follows Qwen's rule, the
+# policy from load_policy and the reference model TRL builds from the policy's path alike.
+Qwen2_5_VLModel.get_rope_index = _qwen_text_after_vision(Qwen2_5_VLModel.get_rope_index)
 
 
 def _train_tokenizer(corpus: list[str], vocab_size: int) -> Any:
