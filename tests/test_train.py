@@ -463,3 +463,16 @@ def test_policy_eval_hook_logs_and_a_fresh_run_replaces_old_logs(world):
     model, processor = load_policy(world["policy"])
     scores = accuracy_hook(world["rows"][:2], FRAMES, {}, max_new_tokens=4)(model=model, processor=processor)
     assert set(scores) == {"accuracy", "format_rate"} and all(0 <= v <= 1 for v in scores.values())
+
+
+def test_a_launch_that_cannot_fit_stops_before_loading_the_policy(world, monkeypatch, capsys):
+    import vvkit.budget as B
+    import vvkit.train as TR
+
+    monkeypatch.setattr(B, "device_memory", lambda cfg: 64 * 2**20)  # a 64 MiB "device"
+    monkeypatch.setattr(TR, "load_policy", lambda *a, **k: pytest.fail("the policy was loaded before the guard"))
+    cfg = _stage_cfg(world, "guard")
+    with pytest.raises(ConfigError, match="lora|LoRA"):
+        TR.train(cfg)
+    monkeypatch.setattr(TR, "load_train_config", lambda *a, **k: cfg)
+    assert TR.main(["--config", "x.yaml"]) == 2 and "vvkit.train: error:" in capsys.readouterr().err

@@ -425,8 +425,10 @@ def check_fits(cfg: Any, model_config: Any, device_memory_bytes: int | None = No
         option(f"ZeRO-3 over {n} GPUs (accelerate launch --config_file params/accelerate/zero3.yaml -m vvkit.train "
                "--config <params>)", {"bf16": True}, world_size=n, zero_stage=3, offload=False)
     frames = dict(view["frames"] or {})
-    fewer = {**frames, "nframes": max(2, est.tokens.frames // 2), "max_frames": max(2, est.tokens.frames // 2)}
-    option(f"fewer frames (frames.nframes / frames.max_frames: {fewer['nframes']})", {"frames": fewer})
+    if est.tokens.frames > 2:  # a valid policy: min_frames lowered with max_frames (FramePolicy checks the order)
+        n = max(2, est.tokens.frames // 2)
+        fewer = {**frames, "nframes": n, "max_frames": n, "min_frames": min(n, frames.get("min_frames", n))}
+        option(f"fewer frames (frames.nframes / frames.max_frames: {n})", {"frames": fewer})
     half = est.tokens.pixels_per_frame // 2
     smaller = {**frames, "max_pixels": half, **({"min_pixels": min(frames["min_pixels"], half)}
                                                  if "min_pixels" in frames else {})}

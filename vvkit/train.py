@@ -18,7 +18,7 @@ from typing import Any, Callable
 
 import torch
 
-from vvkit.budget import estimate_memory, format_memory, uses_deepspeed, weights_in_bf16
+from vvkit.budget import check_fits, format_memory, uses_deepspeed, weights_in_bf16
 from vvkit.callbacks import ConfigInCheckpoint, LivePlot, MetricsLogger, PolicyEval, ProgressLines
 from vvkit.config import ConfigError, parse_overrides
 from vvkit.data import grpo_dataset, load_split, rl_rows
@@ -86,6 +86,13 @@ def train(cfg: TrainConfig, callbacks: list | None = None, eval_fn: Callable | N
     state = process_state(cfg)
     state.wait_for_everyone()  # the main process may still be writing the warm-start or tiny policy folder
 
+    # ---- memory: the estimate held against the device before anything large is loaded (the launch guard) ----
+    from transformers import AutoConfig
+
+    estimate = check_fits(cfg, AutoConfig.from_pretrained(str(start), local_files_only=True))
+    if state.is_main_process:
+        print(format_memory(estimate))
+
     # ---- data: the mix per task, optionally without the rows the starting policy already always gets right ----
     rows = rl_rows(cfg, rows)
     if cfg.difficulty_filter_k > 0:  # every process samples its shard; the kept rows are gathered
@@ -98,7 +105,6 @@ def train(cfg: TrainConfig, callbacks: list | None = None, eval_fn: Callable | N
     model, processor = load_policy(start, dtype=dtype, attn_implementation=resolve_attention(cfg.attn_implementation, dtype))
     if cfg.freeze_vision:
         freeze_vision(model)
-    print(format_memory(estimate_memory(cfg, model.config)))
     if cfg.beta > 0 and not cfg.lora and "dtype" not in (cfg.model_init_kwargs or {}):
         cfg = copy.copy(cfg)  # TRL builds the reference model from `start` with model_init_kwargs
         cfg.model_init_kwargs = {**(cfg.model_init_kwargs or {}), "dtype": ref_dtype}
@@ -151,7 +157,12 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as e:
         print(f"vvkit.train: error: {e}", file=sys.stderr)
         return 2
-    print(f"[vvkit] final policy: {train(cfg)}")
+    try:
+        final = train(cfg)
+    except ConfigError as e:  # the launch guard, or a setting only checkable once the policy is known
+        print(f"vvkit.train: error: {e}", file=sys.stderr)
+        return 2
+    print(f"[vvkit] final policy: {final}")
     return 0
 
 
