@@ -39,12 +39,6 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 MIB = 2**20
 GOAL = 0.25
-TEXT = dict(hidden_size=512, intermediate_size=2816, num_hidden_layers=8, num_attention_heads=4, num_key_value_heads=2,
-            max_position_embeddings=8192, rope_parameters={"rope_type": "default", "rope_theta": 1e6,
-                                                           "mrope_section": [16, 24, 24]})
-VISION = dict(depth=8, hidden_size=320, intermediate_size=864, num_heads=4, out_hidden_size=512, patch_size=14,
-              spatial_merge_size=2, temporal_patch_size=2, tokens_per_second=2, window_size=112,
-              fullatt_block_indexes=[3, 7])
 FRAMES = {"nframes": 16, "min_pixels": 3136, "max_pixels": 168 * 168, "backend": "pyav", "timeout_s": 0}
 RUN = dict(num_generations=4, per_device_train_batch_size=4, gradient_accumulation_steps=1, max_completion_length=64,
            max_steps=2, learning_rate=1e-5, beta=0.0, temperature=1.0, seed=0)
@@ -87,27 +81,11 @@ def build_world(root: Path) -> tuple[Path, Path]:
     """A mid-size random Qwen2.5-VL folder (the tiny policy's tokenizer and processor files) and 4 mcq rows over two
     16-frame-or-longer 224x224 videos."""
     import numpy as np
-    import torch
-    from transformers import AutoConfig, Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
-
     from vvkit.model import build_tiny_policy
     from vvkit.schema import Row, save_rows
     from vvkit.video import write_video
 
-    tiny = build_tiny_policy(root / "tiny", seed=0, size="micro")
-    small = AutoConfig.from_pretrained(tiny)
-    t = small.text_config
-    ids = {k: getattr(small, k) for k in ("image_token_id", "video_token_id", "vision_start_token_id",
-                                          "vision_end_token_id")}
-    config = Qwen2_5_VLConfig(text_config={**TEXT, "vocab_size": t.vocab_size, "eos_token_id": t.eos_token_id,
-                                           "pad_token_id": t.pad_token_id, "bos_token_id": None},
-                              vision_config=VISION, tie_word_embeddings=False, **ids)
-    torch.manual_seed(0)
-    policy = root / "policy"
-    Qwen2_5_VLForConditionalGeneration(config).save_pretrained(policy)
-    for f in tiny.iterdir():
-        if f.name not in ("config.json", "vvkit_policy.json") and not f.name.startswith("model"):
-            shutil.copy(f, policy / f.name)
+    policy = build_tiny_policy(root / "policy", seed=0, size="mid")  # ~54M params, the tiny tokenizer
     rows = []
     for i, colour in enumerate([(230, 40, 40), (40, 40, 230)]):
         frames = np.full((32, 224, 224, 3), 96, np.uint8)
@@ -241,7 +219,7 @@ def main() -> int:
                   "torch": torch.__version__, "python": platform.python_version(), "machine": platform.machine(),
                   "cpu_count": os.cpu_count(), "load_avg_before": [round(x, 2) for x in load],
                   "load_avg_after": [round(x, 2) for x in os.getloadavg()], "parameters": params,
-                  "text_config": TEXT, "vision_config": VISION, "frames": FRAMES, "run": RUN,
+                  "policy_size": "mid (vvkit.model.SIZES)", "frames": FRAMES, "run": RUN,
                   "malloc_mmap_threshold": MIB, "wall_s": round(time.perf_counter() - t0, 1)},
         "goal": f"estimate within {GOAL:.0%} of the measured peak and not below it",
         "goal_met": all(c["within_goal"] and c["upper_bound"] for c in cases),

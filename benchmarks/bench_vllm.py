@@ -31,35 +31,14 @@ import torch
 from vvkit.io import atomic_write_json
 
 HERE = Path(__file__).resolve().parent
-TEXT = dict(hidden_size=512, intermediate_size=2816, num_hidden_layers=8, num_attention_heads=4, num_key_value_heads=2,
-            max_position_embeddings=8192, rope_parameters={"rope_type": "default", "rope_theta": 1e6,
-                                                           "mrope_section": [16, 24, 24]})
-VISION = dict(depth=8, hidden_size=320, intermediate_size=864, num_heads=4, out_hidden_size=512, patch_size=14,
-              spatial_merge_size=2, temporal_patch_size=2, tokens_per_second=2, window_size=112,
-              fullatt_block_indexes=[3, 7])
 FRAMES = {"nframes": 16, "min_pixels": 3136, "max_pixels": 168 * 168, "backend": "pyav", "timeout_s": 0}
 
 
 def build_policy(root: Path) -> Path:
     """The mid-size random Qwen2.5-VL folder, with the tiny policy's tokenizer and processor files."""
-    from transformers import AutoConfig, Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
-
     from vvkit.model import build_tiny_policy
 
-    tiny = build_tiny_policy(root / "tiny", seed=0, size="micro")
-    small = AutoConfig.from_pretrained(tiny)
-    t = small.text_config
-    ids = {k: getattr(small, k) for k in ("image_token_id", "video_token_id", "vision_start_token_id",
-                                          "vision_end_token_id")}
-    config = Qwen2_5_VLConfig(text_config={**TEXT, "vocab_size": t.vocab_size, "eos_token_id": t.eos_token_id,
-                                           "pad_token_id": t.pad_token_id, "bos_token_id": None},
-                              vision_config=VISION, tie_word_embeddings=False, **ids)
-    torch.manual_seed(0)
-    policy = root / "policy"
-    Qwen2_5_VLForConditionalGeneration(config).save_pretrained(policy)
-    for f in tiny.iterdir():
-        if f.name not in ("config.json", "vvkit_policy.json") and not f.name.startswith("model"):
-            shutil.copy(f, policy / f.name)
+    policy = build_tiny_policy(root / "policy", seed=0, size="mid")  # ~54M params, the tiny tokenizer
     return policy
 
 
@@ -133,7 +112,7 @@ def main() -> None:
         hf_s, vllm_s = statistics.median(hf_times), statistics.median(vllm_times)
         result = {
             "claim": "HF generate vs the vLLM engine for GRPO rollouts of video prompts, same inputs, same token count",
-            "model": {"parameters": count_parameters(model)["total"], "text": TEXT, "vision": VISION},
+            "model": {"parameters": count_parameters(model)["total"], "size": "mid"},
             "workload": {"prompts": len(encoded), "group": n, "new_tokens": new, "frames": FRAMES,
                          "prompt_tokens": [len(e.input_ids) for e in encoded], "dtype": "float32",
                          "sequences": len(encoded) * n, "vllm_tokens_generated": vllm_tokens},

@@ -60,11 +60,15 @@ class PolicySize:
     vision_heads: int
     vision_intermediate: int
     bpe_vocab: int = 640  # BPE target; the trained vocabulary is smaller on a small corpus
+    fullatt_blocks: tuple[int, ...] | None = None  # vision blocks with full attention; None = every block
+    rope_theta: float = 10000.0
 
 
 SIZES: dict[str, PolicySize] = {
     "tiny": PolicySize(128, 4, 4, 2, 384, (4, 6, 6), 2, 64, 2, 128),  # ~1.1M params: the demo policy
     "micro": PolicySize(64, 2, 4, 2, 128, (2, 3, 3), 2, 32, 2, 64),  # ~0.2M params: unit tests
+    # ~54M params, windowed vision attention like the 7B (full attention in every 4th block): memory and speed checks
+    "mid": PolicySize(512, 8, 4, 2, 2816, (16, 24, 24), 8, 320, 4, 864, fullatt_blocks=(3, 7), rope_theta=1e6),
 }
 
 
@@ -163,13 +167,14 @@ def _tiny_config(size: PolicySize, tokenizer: Any) -> Any:
     text = dict(vocab_size=len(tokenizer), hidden_size=size.text_hidden, intermediate_size=size.text_intermediate,
                 num_hidden_layers=size.text_layers, num_attention_heads=size.text_heads,
                 num_key_value_heads=size.text_kv_heads, max_position_embeddings=4096,
-                rope_parameters={"rope_type": "default", "rope_theta": 10000.0,
+                rope_parameters={"rope_type": "default", "rope_theta": size.rope_theta,
                                  "mrope_section": list(size.mrope_section)},
                 bos_token_id=None, eos_token_id=ids["<|im_end|>"], pad_token_id=ids["<|endoftext|>"])
     vision = dict(depth=size.vision_depth, hidden_size=size.vision_hidden, num_heads=size.vision_heads,
                   intermediate_size=size.vision_intermediate, out_hidden_size=size.text_hidden, patch_size=14,
                   spatial_merge_size=2, temporal_patch_size=2, tokens_per_second=2, window_size=112,
-                  fullatt_block_indexes=list(range(size.vision_depth)))  # full attention in every block
+                  fullatt_block_indexes=list(range(size.vision_depth)) if size.fullatt_blocks is None
+                  else list(size.fullatt_blocks))
     return Qwen2_5_VLConfig(text_config=text, vision_config=vision, image_token_id=ids["<|image_pad|>"],
                             video_token_id=ids["<|video_pad|>"], vision_start_token_id=ids["<|vision_start|>"],
                             vision_end_token_id=ids["<|vision_end|>"], tie_word_embeddings=False)
