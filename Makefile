@@ -1,6 +1,6 @@
 # vvkit: two commands on a fresh machine.
 #   make demo   build .venv if missing, then run the whole offline study (notebooks 01-04)
-#   make test   build .venv if missing, then run the test suite
+#   make test   build .venv (and .venv-vllm, .venv-lmms) if missing, then run the main suite, the vLLM and lmms-eval tests
 PY ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
