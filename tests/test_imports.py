@@ -18,7 +18,7 @@ LAYERS = [("fields", "io"), ("schema",), ("rundir",), ("decode", "video", "video
           ("processing", "model"), ("rollout",), ("vllm_engine",), ("rewards",), ("config",), ("budget",),
           ("grpo_config", "callbacks"), ("dist", "data"), ("evaluate", "diagnostics", "benchmarks"),
           ("sft", "instruct", "difficulty"), ("grpo_trainer",), ("train",), ("viz", "analysis", "viewer"),
-          ("study", "run", "cli", "lmms_eval", "lmms_tasks", "lmms_template")]
+          ("study", "run", "cli", "lmms_eval", "lmms_tasks", "lmms_template", "lmms_entry")]
 
 
 def _type_checking_nodes(tree: ast.AST) -> set[int]:

@@ -74,7 +74,7 @@ def test_command_names_the_policy_frames_length_and_offline_environment(tmp_path
                      frames=FramePolicy(nframes=4, min_pixels=3136, max_pixels=3136), max_new_tokens=1024,
                      include_path=tmp_path / "tasks", limit=2, hf_home=tmp_path / "hf", python=sys.executable)
     cmd = spec.command()
-    assert cmd[:3] == [sys.executable, "-m", "lmms_eval"]
+    assert cmd[:3] == [sys.executable, "-m", "vvkit.lmms_entry"]  # lmms_eval with the kit's M-RoPE rule
     args = {flag: cmd[i + 1] for i, flag in enumerate(cmd) if flag.startswith("--") and flag != "--log_samples"}
     assert args["--model"] == "qwen2_5_vl" and args["--tasks"] == "vvkit,videomme"
     assert args["--model_args"] == (f"pretrained={tmp_path / 'pol'},device_map=cpu,min_pixels=3136,max_pixels=3136,"

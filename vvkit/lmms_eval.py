@@ -124,7 +124,7 @@ class LmmsRun:
     python: str | None = None
 
     def command(self) -> list[str]:
-        cmd = [lmms_python(self.python), "-m", "lmms_eval", "--model", MODEL,
+        cmd = [lmms_python(self.python), "-m", "vvkit.lmms_entry", "--model", MODEL,  # lmms_eval + vvkit.model
                "--model_args", model_args_string(self.policy, map_frames(self.frames), self.device),
                "--tasks", ",".join(self.tasks), "--batch_size", "1", "--device", self.device,
                "--gen_kwargs", f"max_new_tokens={int(self.max_new_tokens)}",
