@@ -8,7 +8,7 @@ import nbformat
 import pytest
 
 from vvkit.rundir import read_metrics
-from vvkit.run import find_notebooks, run_study
+from vvkit.run import find_notebooks, run_notebooks
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = find_notebooks(ROOT / "notebooks")
@@ -126,7 +126,7 @@ def test_a_finished_run_opens_with_its_own_settings(tmp_path):
 @pytest.fixture(scope="module")
 def smoke_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("runs") / "smoke"
-    run_study(ROOT / "params" / "smoke.yaml", out=out, notebooks_dir=ROOT / "notebooks", progress=False)
+    run_notebooks(ROOT / "params" / "smoke.yaml", out=out, notebooks_dir=ROOT / "notebooks", progress=False)
     return out
 
 

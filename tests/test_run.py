@@ -8,7 +8,7 @@ import yaml
 
 from vvkit.config import ConfigError, load_params
 from vvkit.rundir import read_metrics
-from vvkit.run import NotebookFailed, find_notebooks, run_study, run_summary
+from vvkit.run import NotebookFailed, find_notebooks, run_notebooks, run_summary
 
 
 def _notebook(path: Path, body: str) -> None:
@@ -46,7 +46,7 @@ def test_find_notebooks_orders_numbered_only(study):
 def test_run_executes_notebooks_in_order_into_run_folder(study):
     tmp, nbs, params = study
     out = tmp / "runs" / "r1"
-    run_dir = run_study(params, out=out, notebooks_dir=nbs, progress=False)
+    run_dir = run_notebooks(params, out=out, notebooks_dir=nbs, progress=False)
     assert run_dir == out
     metrics = read_metrics(out)
     assert metrics["01_first"] == {"seed": 7, "fps": 1.0}
@@ -64,14 +64,14 @@ def test_failing_notebook_names_itself_and_keeps_partial_copy(study):
     _notebook(nbs / "03_broken.ipynb", "raise ValueError('boom')")
     out = tmp / "runs" / "r2"
     with pytest.raises(NotebookFailed, match=r"03_broken.ipynb failed in cell .*ValueError: boom"):
-        run_study(params, out=out, notebooks_dir=nbs, progress=False)
+        run_notebooks(params, out=out, notebooks_dir=nbs, progress=False)
     assert (out / "notebooks" / "03_broken.ipynb").exists()
     state = json.loads((out / "run.json").read_text())
     assert state["notebooks"]["03_broken.ipynb"]["status"] == "failed"
     # resume: the finished notebooks are skipped, the broken one runs again after a fix
     _notebook(nbs / "03_broken.ipynb", "x = 1")
     (out / "metrics" / "01_first.json").unlink()
-    run_study(params, out=out, notebooks_dir=nbs, resume=True, progress=False)
+    run_notebooks(params, out=out, notebooks_dir=nbs, resume=True, progress=False)
     assert not (out / "metrics" / "01_first.json").exists()  # skipped, not redone
     assert json.loads((out / "run.json").read_text())["notebooks"]["03_broken.ipynb"]["status"] == "ok"
 
@@ -119,10 +119,10 @@ def test_a_resumed_training_notebook_continues_from_its_last_checkpoint(study):
               "assert (pathlib.Path(run_dir) / 'go').exists(), 'killed'")
     out = tmp / "runs" / "r3"
     with pytest.raises(NotebookFailed):
-        run_study(params, out=out, notebooks_dir=nbs, progress=False)
+        run_notebooks(params, out=out, notebooks_dir=nbs, progress=False)
     assert read_metrics(out)["03_grpo_training"]["overrides"] == {}
     (out / "go").touch()
-    run_study(params, out=out, notebooks_dir=nbs, resume=True, progress=False)
+    run_notebooks(params, out=out, notebooks_dir=nbs, resume=True, progress=False)
     assert read_metrics(out)["03_grpo_training"]["overrides"] == {"resume_from_checkpoint": "last"}
     cfg = notebook_config("grpo_training", out / "params.yaml", out, {"resume_from_checkpoint": "last"})
     assert cfg.resume_from_checkpoint == "last"
@@ -133,7 +133,7 @@ def test_a_resumed_training_notebook_continues_from_its_last_checkpoint(study):
     edited = yaml.safe_load((out / "params.yaml").read_text())
     edited["run"]["seed"] = 8
     (out / "params.yaml").write_text(yaml.safe_dump(edited))
-    run_study(out / "params.yaml", out=out, notebooks_dir=nbs, resume=True, progress=False)
+    run_notebooks(out / "params.yaml", out=out, notebooks_dir=nbs, resume=True, progress=False)
     assert read_metrics(out)["03_grpo_training"]["overrides"] == {}
 
 

@@ -8,11 +8,11 @@ import time
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from vvkit.run import run_study, run_summary
+    from vvkit.run import run_notebooks, run_summary
 
     only = [int(x) for x in args.only.split(",")] if args.only else None
     t0 = time.time()
-    run_dir = run_study(args.params, out=args.out, notebooks_dir=args.notebooks, only=only, resume=args.resume)
+    run_dir = run_notebooks(args.params, out=args.out, notebooks_dir=args.notebooks, only=only, resume=args.resume)
     print(f"\n[vvkit] study finished in {time.time() - t0:.0f} s")
     print(run_summary(run_dir))
     return 0

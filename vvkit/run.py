@@ -160,7 +160,7 @@ def _check_kernel() -> None:
         ) from None
 
 
-def run_study(
+def run_notebooks(
     params_path: str | os.PathLike | None = None,
     out: str | os.PathLike | None = None,
     notebooks_dir: str | os.PathLike = "notebooks",
@@ -255,7 +255,7 @@ def run_study(
     return run_dir
 
 
-# Process groups of the kernels `run_study` started: jupyter_client starts every kernel in a session of its own
+# Process groups of the kernels `run_notebooks` started: jupyter_client starts every kernel in a session of its own
 # (launcher.py, start_new_session=True), so a `kill` of the run's process group never reaches the kernel.
 _KERNEL_GROUPS: set[int] = set()
 _STOP_SIGNALS = ("SIGTERM", "SIGINT", "SIGHUP")
@@ -359,5 +359,5 @@ def _fmt(v: Any) -> str:
 
 __all__ = [
     "ConfigError", "NotebookFailed", "RunDir", "find_notebooks", "notebook_config", "repo_root", "is_interactive", "new_run_dir", "read_metrics",
-    "record_metrics", "run_study", "run_summary",
+    "record_metrics", "run_notebooks", "run_summary",
 ]
