@@ -67,3 +67,15 @@ def test_each_process_has_its_own_judge_cache(monkeypatch, tmp_path):
     other = RewardConfig().settings(str(tmp_path))["judge_cache"]
     assert first.endswith("judge_cache.sqlite") and other.endswith("judge_cache.rank3.sqlite") and first != other
     assert RewardConfig(judge_cache="/x.sqlite").settings(str(tmp_path))["judge_cache"] == "/x.sqlite"
+
+
+def test_evaluation_uses_the_run_folders_judge_cache(monkeypatch, tmp_path):
+    from vvkit.config import AnalysisConfig, EvalConfig
+
+    seen = {}
+    monkeypatch.setattr(E, "make_judge", lambda **s: seen.update(s) or NoJudge())
+    monkeypatch.setenv("RANK", "0")
+    E.run_judge(AnalysisConfig(run_dir=str(tmp_path)))
+    assert seen["judge_cache"] == str(tmp_path / "rewards" / "judge_cache.sqlite")  # the cache training filled
+    E.run_judge(EvalConfig())
+    assert seen["judge_cache"] is None  # no run folder: no cache file is invented

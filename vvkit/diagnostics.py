@@ -10,9 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
-from vvkit.evaluate import (CONDITIONS, NO_INFO_CONDITIONS, EvalResult, GenerateFn, evaluate,
+from vvkit.evaluate import (CONDITIONS, NO_INFO_CONDITIONS, EvalResult, GenerateFn, evaluate, run_judge,
                             policy_pair)
-from vvkit.rewards import make_judge
 from vvkit.schema import Row
 
 
@@ -75,7 +74,7 @@ def diagnose(policy: Any, rows: Sequence[Row], cfg: Any, out_dir: str | os.PathL
             policy = (model, processor)
         else:
             policy = (None, None)
-    judge = judge if judge is not None else make_judge(**cfg.reward_config().settings())
+    judge = judge if judge is not None else run_judge(cfg)
     results = {}
     for cond in conditions:
         sub = Path(out_dir) / cond if out_dir is not None else None

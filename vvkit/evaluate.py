@@ -168,6 +168,12 @@ def scoring(cfg: EvalConfig) -> dict:
     return {"reading": EVAL_READING, **{k: settings[k] for k in SCORING_KEYS}}
 
 
+def run_judge(cfg: Any) -> Any:
+    """The judge a config's reward settings name, with the run folder's judge cache when the config has a run folder
+    (AnalysisConfig), so evaluation and diagnostics reuse the replies training cached."""
+    return make_judge(**cfg.reward_config().settings(getattr(cfg, "run_dir", None)))
+
+
 def policy_pair(policy: Any) -> tuple[Any, Any, str]:
     """(model, processor, path) from a policy folder (loaded) or a (model, processor) pair."""
     if isinstance(policy, (str, os.PathLike)):
@@ -276,7 +282,7 @@ def evaluate(policy: Any, rows: Sequence[Row], cfg: Any, out_dir: str | os.PathL
         atomic_write_json(pred_path.parent / RESULTS_FILE,
                           {**header, "status": "running", "started": time.strftime("%Y-%m-%dT%H:%M:%S")})
     todo = [r for r in rows if r.id not in done]
-    judge = judge if judge is not None else make_judge(**cfg.reward_config().settings())
+    judge = judge if judge is not None else run_judge(cfg)
     if todo and model is None and generate_fn is generate_answers:
         model, processor, _ = policy_pair(policy)
     name = f"{header['policy_name']}/{condition}"
