@@ -35,11 +35,12 @@ import tempfile
 import time
 from pathlib import Path
 
+from mid_world import FRAMES, mid_policy, square_rows
+
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 MIB = 2**20
 GOAL = 0.25
-FRAMES = {"nframes": 16, "min_pixels": 3136, "max_pixels": 168 * 168, "backend": "pyav", "timeout_s": 0}
 RUN = dict(num_generations=4, per_device_train_batch_size=4, gradient_accumulation_steps=1, max_completion_length=64,
            max_steps=2, learning_rate=1e-5, beta=0.0, temperature=1.0, seed=0)
 CASES = {"ckpt": {"activation_checkpointing": True}, "full": {"activation_checkpointing": False}}
@@ -78,24 +79,11 @@ class Phases:
 
 # ---- the policy folder and the rows (parent process) ---------------------------------------------------------------
 def build_world(root: Path) -> tuple[Path, Path]:
-    """A mid-size random Qwen2.5-VL folder (the tiny policy's tokenizer and processor files) and 4 mcq rows over two
-    16-frame-or-longer 224x224 videos."""
-    import numpy as np
-    from vvkit.model import build_tiny_policy
-    from vvkit.schema import Row, save_rows
-    from vvkit.video import write_video
+    """The mid-size policy and 4 mcq rows over two 32-frame 224x224 videos (`mid_world`)."""
+    from vvkit.schema import save_rows
 
-    policy = build_tiny_policy(root / "policy", seed=0, size="mid")  # ~54M params, the tiny tokenizer
-    rows = []
-    for i, colour in enumerate([(230, 40, 40), (40, 40, 230)]):
-        frames = np.full((32, 224, 224, 3), 96, np.uint8)
-        for k in range(32):
-            frames[k, 80:120, 10 + 4 * k:50 + 4 * k] = colour
-        write_video(frames, root / f"v{i}.mp4", fps=8)
-        for j in range(2):
-            rows.append(Row(f"r{i}{j}", str(root / f"v{i}.mp4"), "What colour is the shape?", "AB"[i], "mcq",
-                            ["A. red", "B. blue", "C. green", "D. white"]))
-    save_rows(rows, root / "train.jsonl")
+    policy = mid_policy(root)
+    save_rows(square_rows(root, per_video=2), root / "train.jsonl")
     return policy, root / "train.jsonl"
 
 

@@ -25,36 +25,12 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
+from mid_world import FRAMES, mid_policy, square_rows
 from vvkit.io import atomic_write_json
 
 HERE = Path(__file__).resolve().parent
-FRAMES = {"nframes": 16, "min_pixels": 3136, "max_pixels": 168 * 168, "backend": "pyav", "timeout_s": 0}
-
-
-def build_policy(root: Path) -> Path:
-    """The mid-size random Qwen2.5-VL folder, with the tiny policy's tokenizer and processor files."""
-    from vvkit.model import build_tiny_policy
-
-    policy = build_tiny_policy(root / "policy", seed=0, size="mid")  # ~54M params, the tiny tokenizer
-    return policy
-
-
-def build_rows(root: Path) -> list:
-    from vvkit.schema import Row
-    from vvkit.video import write_video
-
-    rows = []
-    for i, colour in enumerate([(230, 40, 40), (40, 40, 230)]):
-        frames = np.full((32, 224, 224, 3), 96, np.uint8)
-        for k in range(32):
-            frames[k, 80:120, 10 + 4 * k:50 + 4 * k] = colour
-        write_video(frames, root / f"v{i}.mp4", fps=8)
-        rows.append(Row(f"r{i}", str(root / f"v{i}.mp4"), "What colour is the shape?", "AB"[i], "mcq",
-                        ["A. red", "B. blue", "C. green", "D. white"]))
-    return rows
 
 
 def timed(fn, repeats: int) -> tuple[list[float], object]:
@@ -89,9 +65,9 @@ def main() -> None:
     load_before = os.getloadavg()
     root = Path(tempfile.mkdtemp(prefix="bench_vllm_"))
     try:
-        policy = build_policy(root)
+        policy = mid_policy(root)
         model, processor = load_policy(policy)
-        pairs = [encode_row(processor, r, FramePolicy.from_dict(FRAMES)) for r in build_rows(root)]
+        pairs = [encode_row(processor, r, FramePolicy.from_dict(FRAMES)) for r in square_rows(root)]
         clips, encoded = [c for c, _ in pairs], [e for _, e in pairs]
         n, new = args.group, args.new_tokens
 

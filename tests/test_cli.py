@@ -8,23 +8,13 @@ import sys
 import time
 from pathlib import Path
 
-import nbformat
 import pytest
 import yaml
 
+from test_run import _notebook
 from vvkit.cli import main
 
 VVKIT = Path(sys.executable).parent / "vvkit"
-
-
-def _notebook(path: Path, body: str) -> None:
-    nb = nbformat.v4.new_notebook()
-    nb.metadata["kernelspec"] = {"name": "vvkit", "display_name": "vvkit (.venv)", "language": "python"}
-    nb.metadata["language_info"] = {"name": "python"}
-    params = nbformat.v4.new_code_cell('params_file = None\nrun_dir = "runs/x"\noverrides = {}')
-    params.metadata["tags"] = ["parameters"]
-    nb.cells = [params, nbformat.v4.new_code_cell(body)]
-    nbformat.write(nb, path)
 
 
 @pytest.fixture

@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 
 import vvkit.evaluate as E
+import vvkit.rewards.scorer as S
 from vvkit.rewards import RewardConfig, score_completion, score_rows
 
 ROW = {"id": "q1", "problem_type": "open_ended", "problem": "What moved?", "solution": "the red square moved left",
@@ -53,7 +54,7 @@ def test_sample_and_score_and_the_notebook_table_pay_what_grpo_pays(monkeypatch)
     groups = E.sample_and_score(None, None, [row], rc, {}, n=3, judge=NoJudge())
     assert [r["score"] for r in groups[0]] == [0.0, 0.0, 0.0] and NoJudge.calls == 3
     assert groups[0][0]["completion"] == TEXT
-    monkeypatch.setattr(E, "make_judge", lambda **s: NoJudge())
+    monkeypatch.setattr(S, "make_judge", lambda **s: NoJudge())
     table = A.completions_table("policy", [row], {}, "after", rewards=rc)
     assert isinstance(table, pd.DataFrame) and table["reward"].tolist() == [0.0]  # the judge's verdict, not ROUGE
     hook = E.accuracy_hook([row], {}, rc, judge=NoJudge())

@@ -58,8 +58,6 @@ def filter_by_difficulty(model: Any, processor: Any, rows: Sequence[Row], reward
     """Sample k completions per row, score them with the run's `rewards`, keep the rows `verdict` keeps (with
     `meta['difficulty']`: {k, correct} or {k, f1_std}); `batch_size` rows are encoded and sampled at a time. The
     settings have no defaults here: they are the run's (`TrainConfig.difficulty_*`, paper: k=5 at T=1, 0.2)."""
-    judge = judge if judge is not None else make_judge(**(rewards.settings() if isinstance(rewards, RewardConfig)
-                                                          else rewards))
     kept = []
     for start in range(0, len(rows), batch_size):
         chunk = rows[start:start + batch_size]
@@ -123,7 +121,7 @@ def filtered_rows(cfg: Any, policy: Path, rows: Sequence[Row]) -> list[Row]:
                                 max_new_tokens=cfg.max_completion_length, caption_spread=cfg.difficulty_caption_spread,
                                 judge=make_judge(**cfg.reward_config().settings(cfg.run_dir)))
     del model
-    index = {r.id: i for i, r in zip(mine, [rows[i] for i in mine])}
+    index = {rows[i].id: i for i in mine}
     pairs = [(index[r.id], r.to_dict()) for r in kept]
     if world > 1:
         pairs = gather_object(pairs)

@@ -355,8 +355,6 @@ def sample_and_score(model: Any, processor: Any, rows: Sequence[Row], rewards: R
         torch.manual_seed(seed)
     texts = sample_rows(model, processor, rows, frames, n=n, temperature=temperature, max_new_tokens=max_new_tokens,
                         batch_size=batch_size)
-    judge = judge if judge is not None else make_judge(**(rewards.settings() if isinstance(rewards, RewardConfig)
-                                                          else rewards))
     flat = score_rows([t for ts in texts for t in ts], [r for r, ts in zip(rows, texts) for _ in ts], rewards, judge,
                       reading)
     out, i = [], 0
