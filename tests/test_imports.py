@@ -16,7 +16,7 @@ def module_name(path: Path) -> str:
 # docs/architecture.md's module table, bottom to top: a module imports only modules of its own row or rows before it.
 LAYERS = [("fields", "io"), ("schema",), ("rundir",), ("decode", "video", "videowrite"), ("prompts",), ("synth",),
           ("processing", "model"), ("rollout",), ("vllm_engine",), ("rewards",), ("config",), ("budget",),
-          ("grpo_config", "callbacks"), ("dist", "data"), ("evaluate", "diagnostics", "benchmarks"),
+          ("grpo_config", "callbacks"), ("dist", "data", "shipped_start"), ("evaluate", "diagnostics", "benchmarks"),
           ("sft", "instruct", "difficulty"), ("grpo_trainer",), ("train",), ("viz", "analysis", "viewer"),
           ("study", "run", "cli", "lmms_eval", "lmms_tasks", "lmms_template", "lmms_entry")]
 

@@ -26,7 +26,7 @@ from vvkit.rewards import RewardConfig, make_judge, score_rows
 from vvkit.rollout import (CONDITIONS, NO_INFO_CONDITIONS, encode_prompt, generate, load_clips, sample_rows,
                            strip_video)
 from vvkit.rundir import FINAL_NAMES, RunDir
-from vvkit.schema import Row
+from vvkit.schema import HEADLINE_METRIC, Row
 from vvkit.video import FramePolicy
 
 RESULTS_FILE, PREDICTIONS_FILE = "results.json", "predictions.jsonl"
@@ -378,6 +378,30 @@ def accuracy_hook(rows: Sequence[Row], frames: dict, rewards: RewardConfig | dic
     return run
 
 
+# ---- the study's number per task ----
+def task_score(task: str, metrics: dict) -> float:
+    """The study's number per task: DarkEventInfer mean judge score (0-2), MixVidQA / multiple-choice accuracy,
+    open-ended mean judge verdict, caption AutoDQ F1."""
+    return float(metrics[HEADLINE_METRIC[task]])
+
+
+def task_scores(policy: Any, rows: Sequence[Row], ecfg: Any, conditions: Sequence[str] = ("video", "blank"),
+                out_dir: Path | None = None, judge: Any = None) -> dict[str, dict[str, float]]:
+    """{task: {condition: score}} for every task present, evaluated under each condition ('video' is reported as
+    'score', with its format rate); with `out_dir`, predictions land in `<out_dir>/<condition>/` (resumable)."""
+
+    out: dict[str, dict[str, float]] = {}
+    for cond in conditions:
+        res = evaluate(policy, rows, ecfg, None if out_dir is None else Path(out_dir) / cond, condition=cond,
+                       judge=judge)
+        for task, m in res.metrics.items():
+            if task != "overall":
+                out.setdefault(task, {})["score" if cond == "video" else cond] = task_score(task, m)
+                if cond == "video":
+                    out[task]["format_rate"] = float(m["format_rate"])
+    return out
+
+
 __all__ = ["CONDITIONS", "NO_INFO_CONDITIONS", "EvalConfig", "EvalResult", "Prompt", "accuracy_hook", "evaluate",
            "generate_answers", "load_result", "policy_dir", "policy_pair", "prepare_prompt", "sample_and_score",
-           "summarize"]
+           "summarize", "task_score", "task_scores"]

@@ -54,6 +54,9 @@ class TrainConfig(GRPOConfig):
                                                "the k samples' AutoDQ F1 is >= this (paper: 0.2, called a variance; "
                                                "see vvkit.difficulty for why std); 0 = keep every caption.")
     # ---- instruct start (the study of params/default.yaml; paper §5 starts RL from an instruct checkpoint) ----
+    instruct_start: str | None = _f(None, "A shipped instruct policy folder with its manifest (relative to the "
+                                    "repository; built by tools/build_start.py): RL starts from it and every training "
+                                    "video goes to RL. Excludes instruct_steps and sft_steps.")
     instruct_steps: int = _f(0, "Supervised 'instruct' stage before RL: sft_* settings on captions and QA of single "
                                 "unedited clips of half the training videos (RL trains on the other half); cached "
                                 "by content hash under instruct_cache (vvkit.study). 0 = off.")
@@ -101,6 +104,9 @@ class TrainConfig(GRPOConfig):
         if not 0.0 <= self.difficulty_caption_spread <= 0.5:
             raise ConfigError(f"grpo_training.difficulty_caption_spread = {self.difficulty_caption_spread}: a standard "
                               "deviation of F1 scores in [0, 1] lies in [0, 0.5] (paper: 0.2; 0 = keep every caption)")
+        if self.instruct_start and (self.instruct_steps > 0 or self.sft_steps > 0):
+            raise ConfigError("grpo_training: instruct_start (a shipped start) excludes instruct_steps and sft_steps; "
+                              "set those to 0 or instruct_start to null")
         if self.instruct_steps > 0 and self.sft_steps > 0:
             raise ConfigError("grpo_training: set instruct_steps (instruct start) or sft_steps (warm start), not both")
         if self.difficulty_filter_k < 0 or self.sft_steps < 0 or self.instruct_steps < 0:

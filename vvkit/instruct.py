@@ -10,7 +10,7 @@ import dataclasses
 import hashlib
 import json
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 from vvkit.data import instruct_rows, load_split
 from vvkit.dist import resolve_policy
@@ -21,6 +21,7 @@ from vvkit.rundir import WARM_START_FILE, RunDir, repo_root
 from vvkit.schema import Row, save_rows
 from vvkit.sft import warm_start
 from vvkit.synth.build import SYNTH_VERSION
+from vvkit.shipped_start import shipped_start
 
 STUDY_VERSION = "2"  # bump when the instruct stage's logic changes in a way the config does not show
 
@@ -68,13 +69,13 @@ def sft_config(cfg: Any, run_dir: Path, policy: Path, rows_path: Path, steps: in
                        report_to="none", save_strategy="no", disable_tqdm=cfg.disable_tqdm)
 
 
-def build_instruct(cfg: Any, train: Sequence[Row]) -> Path:
-    """The cached instruct policy: supervised stages of `instruct_stage_steps` steps on `instruct_rows(train)`, each
-    continuing from the one before with a new data order (stage i uses seed instruct_seed + i), each cached under
-    the key of its first i stages, so a longer schedule reuses a shorter one. Built by one process."""
+def train_instruct(cfg: Any, rows: Sequence[Row], on_stage: Callable[[int, Path], None] | None = None) -> Path:
+    """Supervised stages of `instruct_stage_steps` steps on `rows`, each continuing from the one before with a new
+    data order (stage i uses seed instruct_seed + i), each cached under the key of its first i stages, so a longer
+    schedule reuses a shorter one and a killed build resumes at its last finished stage. `on_stage(steps, policy)`
+    runs after every stage (the shipped start's learning curve). Built by one process."""
     if cfg.instruct_steps <= 0:
         raise ValueError("grpo_training.instruct_steps must be > 0 for an instruct start policy")
-    rows = instruct_rows(train, cfg.sft_reasoning)
     if not rows:
         raise ValueError("no instruct rows: the training rows hold no unedited mcq / open_ended / caption rows; "
                          "add them to data_synthesis.task_mix")
@@ -94,12 +95,18 @@ def build_instruct(cfg: Any, train: Sequence[Row]) -> Path:
         print(f"[vvkit] instruct stage {i + 1}: steps {done - steps}-{done} in {folder}", flush=True)
         policy = warm_start(sft_config(cfg, folder, policy, rows_path, steps, cfg.sft_batch_size,
                                        cfg.instruct_seed + i))
+        if on_stage is not None:
+            on_stage(done, policy)
     return policy
 
 
 def start_policy(cfg: Any, rows: Sequence[Row] | None = None) -> Path:
-    """The policy GRPO starts from: the cached instruct policy (instruct_steps > 0, `vvkit.study`), the SFT warm start
-    (sft_steps > 0), or `resolve_policy`; built here when missing."""
+    """The policy GRPO starts from: the shipped instruct policy (`instruct_start`, checked against its manifest), the
+    cached instruct policy (instruct_steps > 0), the SFT warm start (sft_steps > 0), or `resolve_policy`; the last
+    three are built here when missing."""
+    if cfg.instruct_start:
+        return shipped_start(cfg.instruct_start)
     if cfg.instruct_steps > 0:
-        return build_instruct(cfg, load_split(cfg, "train") if rows is None else rows)
+        train = load_split(cfg, "train") if rows is None else rows
+        return train_instruct(cfg, instruct_rows(train, cfg.sft_reasoning))
     return warm_start(cfg) if cfg.sft_steps > 0 else resolve_policy(cfg)

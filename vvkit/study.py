@@ -3,7 +3,8 @@ tasks, one format-gated reward routed per task, every task scored on held-out vi
 study; notebook 03 and `benchmarks/bench_study.py` run its arms through the functions below, so both read their settings
 from one params file.
 
-1. `vvkit.instruct.build_instruct`: the "instruct" starting policy, standing in for Qwen2.5-VL-7B-Instruct.
+1. The "instruct" starting policy, standing in for Qwen2.5-VL-7B-Instruct: shipped (`build_start`, run once by
+   `tools/build_start.py`, loaded by `vvkit.shipped_start`) or built and cached per data (`vvkit.instruct`).
 2. `vvkit.data.rl_rows`: the RL rows, from the other half of the training videos, `train_mix[task]` rows per task. The
    comparison arms change only the mix (`no_proxy_mix`: the proxy tasks' rows given to multiple choice and captions)
    or the learner (`sft_arm`: supervised steps on the reference answers of the GRPO rows).
@@ -13,18 +14,23 @@ from __future__ import annotations
 
 import copy
 import json
+import subprocess
+import time
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 import pandas as pd
+import torch
 
-from vvkit.config import stage_config
-from vvkit.data import load_split, no_proxy_mix, rl_rows, with_reasoning
-from vvkit.evaluate import evaluate
-from vvkit.instruct import sft_config, start_policy
+from vvkit.config import read_params, stage_config
+from vvkit.data import INSTRUCT_TASKS, heldout_rows, load_split, no_proxy_mix, rl_rows, with_reasoning
+from vvkit.evaluate import task_score, task_scores  # noqa: F401  (the study's numbers)
+from vvkit.instruct import sft_config, start_policy, train_instruct
+from vvkit.io import atomic_write_json
 from vvkit.rundir import repo_root
-from vvkit.schema import HEADLINE_METRIC, TASKS, Row, save_rows
+from vvkit.schema import TASKS, Row, load_rows, save_rows
+from vvkit.shipped_start import start_recipe, write_start
 from vvkit.sft import warm_start
 from vvkit.synth.build import build_dataset
 from vvkit.train import train
@@ -80,28 +86,46 @@ def run_arm(cfg: Any, arm: str) -> Path:
     return train(cfg)
 
 
-# ---- evaluation ---------------------------------------------------------------------------------------------------
-def task_score(task: str, metrics: dict) -> float:
-    """The study's number per task: DarkEventInfer mean judge score (0-2), MixVidQA / multiple-choice accuracy,
-    open-ended mean judge verdict, caption AutoDQ F1."""
-    return float(metrics[HEADLINE_METRIC[task]])
+# ---- the shipped start ---------------------------------------------------------------------------------------------
+def build_start(params_path: str | Path, out: str | Path, work: str | Path) -> Path:
+    """Build the shipped instruct start from its params (`params/instruct_start.yaml`): its own toy world, supervised
+    stages on every unedited single-clip row (cached in `work`, so a killed build resumes at its last stage), every
+    task scored on held-out clips of that world after each stage (with the video and with black frames), then the
+    policy and its manifest (recipe, rows, curve, file digests) written to `out`."""
+    t0, params, work = time.perf_counter(), read_params(params_path), Path(work).resolve()
+    data = build_data(params, work)
+    train, test = load_rows(data / "train.jsonl"), load_rows(data / "test.jsonl")
+    other = sorted({r.problem_type for r in train + test if r.problem_type not in INSTRUCT_TASKS or r.edits})
+    if other:
+        raise ValueError(f"{params_path}: data_synthesis makes {other} rows; the instruct start sees only unedited "
+                         f"{list(INSTRUCT_TASKS)} rows (set task_mix to those tasks)")
+    cfg = stage_config(params, "grpo_training", run_dir=str(work / "run"),
+                       overrides={"instruct_cache": str(work / "stages"), "disable_tqdm": True})
+    rows = with_reasoning(train, cfg.sft_reasoning)
+    ecfg = stage_config(params, "analysis", run_dir=str(work), overrides={"progress": False})
+    held = heldout_rows(test, ecfg.rows_per_task)
+    curve: list[dict] = []
 
+    def on_stage(steps: int, policy: Path) -> None:
+        scores = task_scores(str(policy), held, ecfg, ("video", "blank"), work / "curve" / str(steps))
+        curve.append({"steps": steps, "tasks": scores, "seconds": round(time.perf_counter() - t0, 1)})
+        atomic_write_json(work / "curve.json", curve)
+        print(f"[vvkit] instruct start, step {steps}: " + "  ".join(
+            f"{t} {v['score']:.3f} (blank {v['blank']:.3f})" for t, v in sorted(scores.items())), flush=True)
 
-def task_scores(policy: Any, rows: Sequence[Row], ecfg: Any, conditions: Sequence[str] = ("video", "blank"),
-                out_dir: Path | None = None, judge: Any = None) -> dict[str, dict[str, float]]:
-    """{task: {condition: score}} for every task present, evaluated under each condition ('video' is reported as
-    'score', with its format rate); with `out_dir`, predictions land in `<out_dir>/<condition>/` (resumable)."""
-
-    out: dict[str, dict[str, float]] = {}
-    for cond in conditions:
-        res = evaluate(policy, rows, ecfg, None if out_dir is None else Path(out_dir) / cond, condition=cond,
-                       judge=judge)
-        for task, m in res.metrics.items():
-            if task != "overall":
-                out.setdefault(task, {})["score" if cond == "video" else cond] = task_score(task, m)
-                if cond == "video":
-                    out[task]["format_rate"] = float(m["format_rate"])
-    return out
+    policy = train_instruct(cfg, rows, on_stage)
+    try:
+        code = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
+                              cwd=Path(__file__).parent).stdout.strip() or "unknown"
+    except OSError:
+        code = "unknown"
+    by_task = {t: sum(r.problem_type == t for r in rows) for t in INSTRUCT_TASKS}
+    manifest = {"recipe": start_recipe(params), "params": Path(params_path).name, "code_version": code,
+                "rows": {"train": len(rows), "by_task": by_task, "videos": len({r.video for r in rows}),
+                         "heldout_per_task": ecfg.rows_per_task, "never_seen": ["dark_event", "mixvid"]},
+                "curve": curve, "final": curve[-1]["tasks"] if curve else None,
+                "build_seconds": round(time.perf_counter() - t0, 1), "torch_threads": torch.get_num_threads()}
+    return write_start(policy, out, manifest)
 
 
 # ---- over seeds -----------------------------------------------------------------------------------------------------
