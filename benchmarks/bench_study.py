@@ -1,5 +1,6 @@
-"""Benchmark: the paper's experiment in miniature (paper §3-§6), on every seed. From one cached "instruct" policy
-(supervised on captions and QA of single unedited toy clips), three arms run by the same code (vvkit.study, vvkit.train):
+"""Benchmark: the paper's experiment in miniature (paper §3-§6), on every seed. From the shipped "instruct" policy
+(starts/instruct-tiny: supervised on captions and QA of single unedited clips of its own toy world, built once by
+tools/build_start.py), three arms run by the same code (vvkit.study, vvkit.train):
 `grpo` (DarkEventInfer, MixVidQA, multiple choice, open-ended QA and captions, one format-gated reward per task,
 offline judge), `no_proxy` (the same GRPO with the proxy rows replaced by as many multiple-choice and caption rows)
 and `sft` (the grpo rows' reference answers, same optimizer steps). Every task is scored on held-out rows (new
@@ -7,8 +8,8 @@ videos) with the real video and with a blank one.
 
     .venv/bin/python benchmarks/bench_study.py [--seeds 0 1 2] [--arms start grpo no_proxy sft] [--set max_steps=40]
 
-Every setting comes from params/default.yaml (the preset `make demo` runs): data and the instruct policy are built
-once from the file's seed; each benchmark seed is GRPO's (and the SFT control's) sampling seed.
+Every setting comes from params/default.yaml (the preset `make demo` runs): the data is built once from the file's
+seed; each benchmark seed is GRPO's (and the SFT control's) sampling seed and draws its own order of the RL rows.
 
 Targets: on every seed GRPO lifts held-out DarkEventInfer by >= 0.3 (mean 0/1/2 judge score) and MixVidQA accuracy
 by >= 15 points over the start; no task falls more than 3 points (0.06 for DarkEventInfer) below its start; every
@@ -37,6 +38,7 @@ from vvkit.rewards import make_judge
 from vvkit.schema import load_rows
 from vvkit.data import heldout_rows
 from vvkit.instruct import start_policy
+from vvkit.shipped_start import START_MANIFEST
 
 HERE = Path(__file__).resolve().parent
 CONDITIONS = ("video", "blank")  # the targets need the blank control; notebook 04 adds shuffled and no video
@@ -89,6 +91,17 @@ def profile_grpo(params: dict, root: Path, data: Path, steps: int) -> dict:
     out["top_own_time"] = [{"func": f"{Path(f).name}:{ln}:{fn}", "own_s": round(v[2], 3), "cum_s": round(v[3], 3),
                             "calls": v[1]} for (f, ln, fn), v in top]
     return out
+
+
+def start_summary(policy: Path) -> dict:
+    """Where the start policy came from: the shipped start's manifest (steps, code version, its own held-out
+    scores), or only the folder for a start built for this data."""
+    manifest = policy / START_MANIFEST
+    if not manifest.is_file():
+        return {"folder": str(policy)}
+    m = json.loads(manifest.read_text())
+    return {"folder": os.path.relpath(policy, HERE.parent), "steps": m["recipe"]["steps"],
+            "code_version": m.get("code_version"), "own_world_heldout": m.get("final")}
 
 
 def check(runs: list[dict]) -> dict:
@@ -210,6 +223,7 @@ def main() -> None:
         "targets": {"dark_event_lift": DEI_LIFT, "mixvid_lift": MIX_LIFT, "max_drop": MAX_DROP,
                     "dark_event_max_drop": DEI_MAX_DROP, "blank_margin": BLANK_MARGIN},
         "checks": check(runs),
+        "start": start_summary(instruct),
         "params": os.path.relpath(args.params, HERE.parent), "grpo_training_overrides": args.set, "conditions": list(CONDITIONS),
         "timings_s": timings,
         "grpo_step_profile": profile,

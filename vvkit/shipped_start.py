@@ -87,6 +87,13 @@ def check_start(folder: str | os.PathLike, params: dict | None = None) -> list[s
     return problems
 
 
+def read_manifest(folder: str | os.PathLike) -> dict:
+    """A start folder's manifest (recipe, rows, learning curve, file digests)."""
+    import json
+
+    return json.loads((resolve_start(folder) / START_MANIFEST).read_text())
+
+
 def shipped_start(path: str | os.PathLike) -> Path:
     """The shipped start folder, its files checked against the manifest's digests (a clear error, never a silent
     fall-back to another policy)."""
@@ -124,5 +131,5 @@ def default_recipe() -> dict:
     return start_recipe(read_params(repo_root() / START_PARAMS))
 
 
-__all__ = ["START_PARAMS", "START_MANIFEST", "POLICY_FILES", "check_start", "default_recipe", "resolve_start",
+__all__ = ["START_PARAMS", "START_MANIFEST", "POLICY_FILES", "check_start", "default_recipe", "read_manifest", "resolve_start",
            "shipped_start", "start_recipe", "write_start"]

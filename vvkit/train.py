@@ -66,7 +66,7 @@ def freeze_vision(model: Any) -> int:
 
 def train(cfg: TrainConfig, callbacks: list | None = None, eval_fn: Callable | None = None,
           eval_every: int = 0) -> Path:
-    """Instruct start (instruct_steps > 0, vvkit.study) or warm start (sft_steps > 0), rows per task (train_mix),
+    """Shipped instruct start (instruct_start), cached instruct start (instruct_steps > 0) or warm start (sft_steps > 0), rows per task (train_mix),
     difficulty filter (difficulty_filter_k > 0), GRPO; returns the final policy folder
     `<output_dir>/final`, loadable with `vvkit.model.load_policy`. `eval_fn(model, processor) -> dict` runs every
     `eval_every` steps (see `vvkit.evaluate.accuracy_hook`); checkpoints every `save_steps`; `resume_from_checkpoint` resumes."""
@@ -76,7 +76,7 @@ def train(cfg: TrainConfig, callbacks: list | None = None, eval_fn: Callable | N
     out, run, rewards = Path(cfg.output_dir), RunDir(cfg.run_dir), cfg.reward_config()
     print(f"[vvkit] {out}: {cfg.prompts_per_step():g} prompts x G={cfg.num_generations} per step, "
           f"lr={cfg.learning_rate:g}, beta={cfg.beta:g}, max_steps={cfg.max_steps}, sft_steps={cfg.sft_steps}, "
-          f"instruct_steps={cfg.instruct_steps}, train_mix={cfg.train_mix}; "
+          f"start={cfg.instruct_start or f'instruct_steps={cfg.instruct_steps}'}, train_mix={cfg.train_mix}; "
           f"frames={cfg.frames}; rewards={rewards.reward_funcs} gate={rewards.gate} judge={rewards.judge}")
 
     # ---- policy: the starting point (checkpoint, tiny offline policy, or the SFT warm start) ----

@@ -280,3 +280,27 @@ def answer_gallery(predictions: list[dict], rows: list[Row], frames: dict,
             plt.close(fig)  # returned to be displayed once, not shown again at the cell's end
             figs.append(fig)
     return figs
+
+
+def plot_start_curve(manifest: dict) -> Any:
+    """The shipped instruct start's learning curve (its manifest's `curve`): each task's held-out score after every
+    supervised stage, with the video (solid) and with black frames (dashed). The gap between the two is what the
+    start has learned to see; GRPO starts from the last point."""
+    import matplotlib.pyplot as plt
+
+    curve = manifest.get("curve") or []
+    if not curve:
+        raise ValueError("the manifest holds no learning curve (`curve`); rebuild with tools/build_start.py")
+    tasks = sorted(curve[-1]["tasks"])
+    fig, axes = plt.subplots(1, len(tasks), figsize=(WIDTH, 2.8), layout="constrained", squeeze=False)
+    steps = [p["steps"] for p in curve]
+    for ax, task in zip(axes[0], tasks):
+        ax.plot(steps, [p["tasks"][task]["score"] for p in curve], marker="o", ms=3, label="video")
+        ax.plot(steps, [p["tasks"][task]["blank"] for p in curve], ls="--", color="grey", label="black frames")
+        ax.set_title(task.replace("_", " "), fontsize=FONT)
+        ax.set_xlabel("supervised steps", fontsize=FONT)
+        ax.tick_params(labelsize=FONT)
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel("held-out score", fontsize=FONT)
+    axes[0][0].legend(fontsize=FONT, frameon=False)
+    return fig
