@@ -33,7 +33,8 @@ def pool() -> dict[str, list[Row]]:
 
 def _params(tmp_path, **grpo) -> dict:
     params = read_params(ROOT / "params" / "default.yaml")
-    params["grpo_training"].update(instruct_cache=str(tmp_path / "cache"), **grpo)
+    params["grpo_training"].update({"instruct_start": None, "instruct_steps": 800,
+                                    "instruct_cache": str(tmp_path / "cache"), **grpo})
     return params
 
 
@@ -57,7 +58,7 @@ def test_default_preset_is_the_study():
     assert set(params["data_synthesis"]["task_mix"]) == set(S.TASKS)
     mix = params["grpo_training"]["train_mix"]
     assert set(mix) == set(S.TASKS) and all(n > 0 for n in mix.values())
-    assert params["grpo_training"]["instruct_steps"] > 0 and not params["grpo_training"].get("sft_steps")
+    assert params["grpo_training"]["instruct_start"] and not params["grpo_training"].get("sft_steps")
     assert params["analysis"]["compare"] == ["start", "grpo"]
 
 

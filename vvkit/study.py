@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 import subprocess
-import time
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -27,8 +27,8 @@ from vvkit.config import read_params, stage_config
 from vvkit.data import INSTRUCT_TASKS, heldout_rows, load_split, no_proxy_mix, rl_rows, with_reasoning
 from vvkit.evaluate import task_score, task_scores  # noqa: F401  (the study's numbers)
 from vvkit.instruct import sft_config, start_policy, train_instruct
-from vvkit.io import atomic_write_json
-from vvkit.rundir import repo_root
+from vvkit.io import atomic_write_json, read_jsonl
+from vvkit.rundir import StageDir, repo_root
 from vvkit.schema import TASKS, Row, load_rows, save_rows
 from vvkit.shipped_start import start_recipe, write_start
 from vvkit.sft import warm_start
@@ -92,7 +92,7 @@ def build_start(params_path: str | Path, out: str | Path, work: str | Path) -> P
     stages on every unedited single-clip row (cached in `work`, so a killed build resumes at its last stage), every
     task scored on held-out clips of that world after each stage (with the video and with black frames), then the
     policy and its manifest (recipe, rows, curve, file digests) written to `out`."""
-    t0, params, work = time.perf_counter(), read_params(params_path), Path(work).resolve()
+    params, work = read_params(params_path), Path(work).resolve()
     data = build_data(params, work)
     train, test = load_rows(data / "train.jsonl"), load_rows(data / "test.jsonl")
     other = sorted({r.problem_type for r in train + test if r.problem_type not in INSTRUCT_TASKS or r.edits})
@@ -108,7 +108,9 @@ def build_start(params_path: str | Path, out: str | Path, work: str | Path) -> P
 
     def on_stage(steps: int, policy: Path) -> None:
         scores = task_scores(str(policy), held, ecfg, ("video", "blank"), work / "curve" / str(steps))
-        curve.append({"steps": steps, "tasks": scores, "seconds": round(time.perf_counter() - t0, 1)})
+        runtime = [r["train_runtime"] for r in read_jsonl(StageDir(policy.parent).metrics) if "train_runtime" in r]
+        train_s = (curve[-1]["train_seconds"] if curve else 0.0) + (runtime[-1] if runtime else float("nan"))
+        curve.append({"steps": steps, "tasks": scores, "train_seconds": round(train_s, 1)})
         atomic_write_json(work / "curve.json", curve)
         print(f"[vvkit] instruct start, step {steps}: " + "  ".join(
             f"{t} {v['score']:.3f} (blank {v['blank']:.3f})" for t, v in sorted(scores.items())), flush=True)
@@ -124,7 +126,8 @@ def build_start(params_path: str | Path, out: str | Path, work: str | Path) -> P
                 "rows": {"train": len(rows), "by_task": by_task, "videos": len({r.video for r in rows}),
                          "heldout_per_task": ecfg.rows_per_task, "never_seen": ["dark_event", "mixvid"]},
                 "curve": curve, "final": curve[-1]["tasks"] if curve else None,
-                "build_seconds": round(time.perf_counter() - t0, 1), "torch_threads": torch.get_num_threads()}
+                "train_seconds": curve[-1]["train_seconds"] if curve else None,
+                "torch_threads": torch.get_num_threads(), "cpus": os.cpu_count()}
     return write_start(policy, out, manifest)
 
 
