@@ -138,6 +138,18 @@ def test_dark_event_reward(judge):
     assert R.dark_event_reward([w("r", a) for a in ans], judge=judge, **c) == [2.0, 1.0, 0.0, 0.0, 0.0, 0.0, 0.0]
 
 
+def test_dark_event_answer_naming_only_the_shape_scores_zero(judge):
+    """Who is in the dark span is visible before and after it; an answer that names only the shape says nothing of
+    what happened there. GRPO found this: answering the colour alone earned 1 of 2 on every DarkEventInfer prompt."""
+    ans = ["red", "The red square.", "square", "the red one", "The red square moves.", "The red square moves left.",
+           "The red square vanishes."]
+    c = cols("dark_event", "The red square moves left.", len(ans), problem=DARK_Q)
+    assert R.dark_event_reward([w("r", a) for a in ans], judge=judge, **c) == [0.0, 0.0, 0.0, 0.0, 1.0, 2.0, 0.0]
+    turn = cols("dark_event", "The green triangle turns blue.", 3, problem=DARK_Q)
+    assert R.dark_event_reward([w("r", a) for a in ("green", "The green triangle turns.", "It turns blue.")],
+                               judge=judge, **turn) == [0.0, 1.0, 1.0]
+
+
 def test_mixvid_reward(judge):
     ans = ["up", "It moves upward.", "down", "it moves", "The red square moves up."]
     c = cols("mixvid", "up", len(ans), problem="Which way does the blue circle move?")

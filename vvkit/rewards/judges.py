@@ -17,7 +17,7 @@ import numpy as np
 
 from vvkit.rewards.embedder import Embedder, get_embedder
 from vvkit.rewards.events import is_question, n_words, split_events
-from vvkit.rewards.lexicon import contradicts, covers, facts, merge, overlaps
+from vvkit.rewards.lexicon import contradicts, covers, facts, merge, only_who, overlaps
 
 TOYWORLD = "toyworld"  # the `source` of rows rendered by vvkit.synth.toyworld, the world these judges are made for
 
@@ -139,9 +139,12 @@ class OfflineJudge:
         """0/1/2 per answer: different, wrong or hedged / partly covers the hidden event without error / covers it
         (paper §1; an LLM judge may forgive a correct answer wrapped in context sentences, this one cannot tell)."""
         out: list[int | None] = []
-        for best, bad, full in self.match(preds, refs, questions):
+        for (best, bad, full), pred, ref in zip(self.match(preds, refs, questions), preds, refs):
             score = 2 if (best >= self.dark_full and full) else int(best >= self.dark_partial)
-            out.append(0 if bad else score)
+            # naming only the shape, visible before and after the dark span, is no answer about the event in it
+            who = bool(self.lexicon and pred and only_who(merge([facts(e) for e in split_events(pred, self.max_events)
+                                                                   or [pred]]), ref))
+            out.append(0 if bad or who else score)
         return out
 
     def score_mixvid(self, preds: Sequence[str | None], refs: Sequence[str],

@@ -150,6 +150,15 @@ def overlaps(pred_facts: Facts, ref: str) -> bool:
     return any(COMPATIBLE.get(a, set()) & r.actions for a in pred_facts.actions)
 
 
+def only_who(pred_facts: Facts, ref: str) -> bool:
+    """True when an answer read completely names only who (colours, shapes) while the reference names what happened
+    (an action, a direction, a new colour): "the red square" for "the red square moves left" says nothing of the
+    event, however well it matches the subject."""
+    r = facts(ref)
+    said = pred_facts.actions or pred_facts.directions or pred_facts.new_colours or pred_facts.unknown
+    return not said and bool(r.actions or r.directions or r.new_colours)
+
+
 def merge(items: list[Facts]) -> Facts:
     """The facts of several events together."""
     return Facts(*(frozenset().union(*(getattr(f, name) for f in items)) for name in Facts.__dataclass_fields__))
