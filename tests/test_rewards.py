@@ -146,12 +146,14 @@ def test_dark_event_answer_naming_only_the_shape_scores_zero(judge):
     c = cols("dark_event", "The red square moves left.", len(ans), problem=DARK_Q)
     assert R.dark_event_reward([w("r", a) for a in ans], judge=judge, **c) == [0.0, 0.0, 0.0, 0.0, 1.0, 2.0, 0.0]
     # words run together are read as the words they join (an LLM judge reads "whitesquare" as "white square")
-    glued = ["the redsquare", "theredsquare", "The redsquare moves left.", "The red square movesleft."]
+    glued = ["the redsquare", "theredsquare", "The redsquare moves left.", "The red square movesleft.",
+             "The redt, a red."]  # the last: GRPO at temperature 1.5, once glued words were read
     c = cols("dark_event", "The red square moves left.", len(glued), problem=DARK_Q)
-    assert R.dark_event_reward([w("r", a) for a in glued], judge=judge, **c) == [0.0, 0.0, 2.0, 2.0]
+    assert R.dark_event_reward([w("r", a) for a in glued], judge=judge, **c) == [0.0, 0.0, 2.0, 2.0, 0.0]
     turn = cols("dark_event", "The green triangle turns blue.", 3, problem=DARK_Q)
+    # "turns" alone is no event the lexicon knows (turns around? turns a colour?): no partial credit
     assert R.dark_event_reward([w("r", a) for a in ("green", "The green triangle turns.", "It turns blue.")],
-                               judge=judge, **turn) == [0.0, 1.0, 1.0]
+                               judge=judge, **turn) == [0.0, 0.0, 1.0]
 
 
 def test_mixvid_reward(judge):

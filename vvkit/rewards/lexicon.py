@@ -179,12 +179,12 @@ def overlaps(pred_facts: Facts, ref: str) -> bool:
 
 
 def only_who(pred_facts: Facts, ref: str) -> bool:
-    """True when an answer read completely names only who (colours, shapes) while the reference names what happened
-    (an action, a direction, a new colour): "the red square" for "the red square moves left" says nothing of the
-    event, however well it matches the subject."""
+    """True when a reference the lexicon reads completely names what happened (an action, a direction, a new colour)
+    and the answer names none of these: "the red square" (or "the redt, a red") for "the red square moves left" says
+    nothing of the event, however close its embedding is to the subject's."""
     r = facts(ref)
-    said = pred_facts.actions or pred_facts.directions or pred_facts.new_colours or pred_facts.unknown
-    return not said and bool(r.actions or r.directions or r.new_colours)
+    said = pred_facts.actions or pred_facts.directions or pred_facts.new_colours
+    return not said and not r.unknown and bool(r.actions or r.directions or r.new_colours)
 
 
 def merge(items: list[Facts]) -> Facts:
