@@ -1,9 +1,9 @@
-"""The cached instruct start (`grpo_training.instruct_steps > 0`): the stand-in for Qwen2.5-VL-7B-Instruct in the
-offline study. Supervised pre-training of the tiny policy on single, unedited clips of half the training videos
-(captions, multiple choice, open-ended QA): it has never seen a blacked-out or interleaved video. Cached under
-`<repo>/<instruct_cache>/<instruct_key>`: the hash of its rows and every setting that shapes it, not the training
-seed, so like the paper's base checkpoint one instruct policy serves every seed and run. `start_policy` picks the
-policy GRPO starts from."""
+"""The instruct start: the stand-in for Qwen2.5-VL-7B-Instruct in the offline study, a policy supervised on single,
+unedited clips (captions, multiple choice, open-ended QA) that has never seen a blacked-out or interleaved video.
+Either shipped (`instruct_start`, `vvkit.shipped_start`) or built for the run's data (`instruct_steps > 0`): half
+the training videos, cached under `<repo>/<instruct_cache>/<instruct_key>` (the hash of its rows and every setting
+that shapes it, not the training seed), so like the paper's base checkpoint one instruct policy serves every seed
+and run. `train_instruct` runs the cached stages for both; `start_policy` picks the policy GRPO starts from."""
 from __future__ import annotations
 
 import dataclasses

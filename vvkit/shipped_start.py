@@ -7,6 +7,7 @@ suite holds the recipe to what `params/instruct_start.yaml` would build."""
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 import tempfile
@@ -58,8 +59,6 @@ def resolve_start(path: str | os.PathLike) -> Path:
 def check_start(folder: str | os.PathLike, params: dict | None = None) -> list[str]:
     """What is wrong with a shipped start folder (empty = nothing): a missing manifest or file, a file whose digest
     differs from the manifest's, a folder over MAX_START_MB, and with `params` a recipe other than theirs."""
-    import json
-
     folder = resolve_start(folder)
     manifest = folder / START_MANIFEST
     if not manifest.is_file():
@@ -89,8 +88,6 @@ def check_start(folder: str | os.PathLike, params: dict | None = None) -> list[s
 
 def read_manifest(folder: str | os.PathLike) -> dict:
     """A start folder's manifest (recipe, rows, learning curve, file digests)."""
-    import json
-
     return json.loads((resolve_start(folder) / START_MANIFEST).read_text())
 
 
