@@ -38,7 +38,7 @@ from vvkit.rewards import make_judge
 from vvkit.schema import load_rows
 from vvkit.data import heldout_rows
 from vvkit.instruct import start_policy
-from vvkit.shipped_start import START_MANIFEST
+from vvkit.shipped_start import START_MANIFEST, read_manifest
 
 HERE = Path(__file__).resolve().parent
 CONDITIONS = ("video", "blank")  # the targets need the blank control; notebook 04 adds shuffled and no video
@@ -96,10 +96,9 @@ def profile_grpo(params: dict, root: Path, data: Path, steps: int) -> dict:
 def start_summary(policy: Path) -> dict:
     """Where the start policy came from: the shipped start's manifest (steps, code version, its own held-out
     scores), or only the folder for a start built for this data."""
-    manifest = policy / START_MANIFEST
-    if not manifest.is_file():
+    if not (policy / START_MANIFEST).is_file():
         return {"folder": str(policy)}
-    m = json.loads(manifest.read_text())
+    m = read_manifest(policy)
     return {"folder": os.path.relpath(policy, HERE.parent), "steps": m["recipe"]["steps"],
             "code_version": m.get("code_version"), "own_world_heldout": m.get("final")}
 
