@@ -1,5 +1,5 @@
 """The shipped instruct start: the offline study's stand-in for Qwen2.5-VL-7B-Instruct, built once by
-`tools/build_start.py` (hours of supervised training on 2 CPU cores) and committed with a manifest, the way real
+`tools/build_start.py` (about 50 minutes of supervised training on 2 CPU cores) and committed with a manifest, the way real
 recipes start RL from a released checkpoint (paper §5). The manifest records the recipe (the data's settings and
 hash, the supervised schedule, the frame policy, the code versions), the rows it was trained on, its learning curve
 and a digest of every file; `shipped_start` refuses a folder whose files do not match their digests, and the test
@@ -14,7 +14,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from vvkit.config import read_params, stage_config
+from vvkit.config import stage_config
 from vvkit.io import atomic_write_json
 from vvkit.prompts import PROMPT_VERSION
 from vvkit.rundir import repo_root
@@ -123,10 +123,5 @@ def write_start(policy: str | os.PathLike, out: str | os.PathLike, manifest: dic
     return out
 
 
-def default_recipe() -> dict:
-    """The recipe of `params/instruct_start.yaml` in this checkout."""
-    return start_recipe(read_params(repo_root() / START_PARAMS))
-
-
-__all__ = ["START_PARAMS", "START_MANIFEST", "POLICY_FILES", "check_start", "default_recipe", "read_manifest", "resolve_start",
+__all__ = ["START_PARAMS", "START_MANIFEST", "POLICY_FILES", "check_start", "read_manifest", "resolve_start",
            "shipped_start", "start_recipe", "write_start"]
