@@ -41,3 +41,23 @@ def test_live_plot_reads_at_notebook_width(short_run):
 def test_live_plot_is_saved_at_the_end(short_run):
     short_run.on_train_end(None, SimpleNamespace(is_world_process_zero=True), None)
     assert short_run.png_path.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_long_run_reads_as_trends_with_the_mean_on_top(tmp_path):
+    """150 steps of 0/1 rewards from a few prompts per task: raw, five jagged lines hide the all-tasks curve. The
+    curves are trailing means over a window the axis names, and the all-tasks curve is drawn above the tasks."""
+    import random
+
+    rng = random.Random(0)
+    live = LivePlot(tmp_path / "curves.png", interactive=False)
+    for step in range(1, 151):
+        task = {f"reward/{t}": float(rng.random() < 0.3) for t in ("dark_event", "mcq", "mixvid")}
+        live.on_log(None, SimpleNamespace(global_step=step, is_world_process_zero=True), None,
+                    logs={"reward": sum(task.values()) / 3, **task, "completions/mean_length": rng.uniform(15, 28)})
+    reward = live.figure().axes[0]
+    lines = {line.get_label(): line for line in reward.get_lines()}
+    assert lines["all tasks"].get_zorder() > max(lines[t].get_zorder() for t in ("dark_event", "mcq", "mixvid"))
+    assert reward.get_xlabel() == "step (mean of 10 steps)"
+    ys = lines["dark_event"].get_ydata()
+    steps = [abs(b - a) for a, b in zip(ys[10:], ys[11:])]
+    assert len(ys) == 150 and max(steps) <= 0.1 + 1e-9      # raw values jump between 0 and 1 from step to step

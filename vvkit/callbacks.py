@@ -106,6 +106,11 @@ class PolicyEval(TrainerCallback):
             self._run(args, state, model, processing_class)
 
 
+def trailing_mean(ys: tuple[float, ...] | list[float], window: int) -> list[float]:
+    """Mean of each value and the window - 1 before it (fewer at the start)."""
+    return [sum(ys[max(0, i - window + 1):i + 1]) / (i + 1 - max(0, i - window + 1)) for i in range(len(ys))]
+
+
 class LivePlot(TrainerCallback):
     """Reward and completion length against step: redrawn live in Jupyter, saved as PNG at the end (headless too).
     Sized for JupyterLab's output area (7 in), the legend below the axes in 9 pt, whole-number steps and plain
@@ -130,14 +135,17 @@ class LivePlot(TrainerCallback):
         from matplotlib.ticker import MaxNLocator
 
         fig, axes = plt.subplots(1, 2, figsize=(self.WIDTH, 3.2), layout="constrained")
+        window = self.window(len(self.history))
         for ax, (key, title) in zip(axes, self.KEYS):
             keys = [key] + sorted({k for h in self.history for k in h if key == "reward" and k.startswith("reward/")})
             for k in keys:
                 pts = [(h["step"], h[k]) for h in self.history if h.get(k) is not None]
                 if pts:
-                    ax.plot(*zip(*pts), label=k.removeprefix("reward/") if k != key else "all tasks",
-                            lw=2 if k == key else 1)
-            ax.set_xlabel("step")
+                    steps, ys = zip(*pts)
+                    mean = k == key and len(keys) > 1   # the all-tasks curve, drawn over the tasks
+                    ax.plot(steps, trailing_mean(ys, window), label="all tasks" if k == key else k.removeprefix("reward/"),
+                            lw=2.5 if mean else 1, color="black" if mean else None, zorder=3 if mean else 2)
+            ax.set_xlabel("step" if window == 1 else f"step (mean of {window} steps)")
             ax.set_title(title)
             ax.xaxis.set_major_locator(MaxNLocator(integer=True))
             ax.ticklabel_format(axis="y", style="plain", useOffset=False)
@@ -146,6 +154,12 @@ class LivePlot(TrainerCallback):
                 ax.legend(fontsize=self.LEGEND_PT, loc="upper center", bbox_to_anchor=(0.5, -0.22), ncol=3,
                           frameon=False)
         return fig
+
+    @staticmethod
+    def window(n_logs: int) -> int:
+        """Steps per trailing mean: a few prompts per task per step make single steps jump between 0 and 1, so a
+        long run is drawn as about 15 windows' worth of trend; a short run is drawn raw."""
+        return max(1, round(n_logs / 15))
 
     def on_log(self, args: Any, state: Any, control: Any, logs: dict | None = None, **kwargs: Any) -> None:
         if not logs or "reward" not in logs:
