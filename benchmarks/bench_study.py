@@ -14,8 +14,8 @@ seed; each benchmark seed is GRPO's (and the SFT control's) sampling seed and dr
 Targets: on every seed GRPO lifts held-out DarkEventInfer by >= 0.3 (mean 0/1/2 judge score) and MixVidQA accuracy
 by >= 15 points over the start; no task falls more than 3 points (0.06 for DarkEventInfer) below its start; every
 task's blank-video score stays within 5 points of its start value. Writes benchmarks/results/study.json (atomic),
-with the load average, wall times and a cProfile breakdown of a GRPO step (generation, rewards and judge, loss
-forward/backward, data).
+with the load average, wall times, each trained arm's logged training curve and a cProfile breakdown of a GRPO step
+(generation, rewards and judge, loss forward/backward, data), and the RL arms' curves as study_curves.png beside it.
 """
 from __future__ import annotations
 
@@ -39,6 +39,7 @@ from vvkit.schema import load_rows
 from vvkit.data import heldout_rows
 from vvkit.instruct import start_policy
 from vvkit.shipped_start import START_MANIFEST, read_manifest
+from vvkit.viz import save
 
 HERE = Path(__file__).resolve().parent
 CONDITIONS = ("video", "blank")  # the targets need the blank control; notebook 04 adds shuffled and no video
@@ -131,6 +132,11 @@ def fmt(task: str, v: dict) -> str:
     return f"{v['score']:.3f} ({v['blank']:.3f})"
 
 
+def curves_png(out: str | Path) -> Path:
+    """Where the RL arms' training curves go: beside the results file (study.json -> study_curves.png)."""
+    return Path(out).with_name(Path(out).stem + "_curves.png")
+
+
 def markdown(result: dict) -> str:
     """The per-seed table and the over-seeds summary of a results file, as docs/results.md shows them."""
     lines = ["| seed | arm | " + " | ".join(NAMES[t] for t in S.TASKS) + " | train s |",
@@ -204,6 +210,8 @@ def main() -> None:
                 tasks = S.task_scores(str(policy), test, ecfg, CONDITIONS, out / "eval", judge)
             rec = {"seed": seed, "arm": arm, "tasks": tasks, "train_seconds": round(train_s, 1),
                    "seconds": round(time.perf_counter() - t0, 1), "load": load()}
+            if arm != "start":
+                rec["curve"] = S.training_curve(policy)
             runs.append(rec)
             print(f"seed {seed} {arm:8s} " + "  ".join(f"{t} {v['score']:.3f} (blank {v['blank']:.3f})"
                                                      for t, v in tasks.items())
@@ -233,6 +241,8 @@ def main() -> None:
     }
     print(f"checks: {result['checks']}")
     print(f"-> {atomic_write_json(args.out, result)} (total {timings['total_s']:.0f} s, load {load_start} -> {load()})")
+    if any(r["arm"] in ("grpo", "no_proxy") for r in runs):
+        print(f"-> {save(S.plot_curves(args.out), curves_png(args.out))}")
 
 
 if __name__ == "__main__":

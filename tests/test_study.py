@@ -190,3 +190,38 @@ def test_instruct_key_follows_the_videos_content_not_their_folder(tmp_path):
         keys.append(I.instruct_key(cfg, [Row(id="r0", video=str(tmp_path / folder / "v0.mp4"), problem="q",
                                              solution="red", problem_type="mcq")]))
     assert keys[0] == keys[1] != keys[2]
+
+
+def test_training_curve_keeps_the_logged_rewards_spread_and_entropy_beside_the_policy(tmp_path):
+    stage = tmp_path / "train" / "grpo"
+    (stage / "final").mkdir(parents=True)
+    logs = [{"step": 10, "reward": 0.123456, "reward/dark_event": 0.0, "frac_reward_zero_std": 0.5, "entropy": 0.09,
+             "loss": 0.01, "kl": 0.002, "completions/mean_length": 30},
+            {"step": 20, "reward": 0.2, "reward/mixvid": 0.3, "frac_reward_zero_std": 0.4},
+            {"step": 20, "train_runtime": 12.0, "train_loss": 0.02}]  # the Trainer's closing summary: no curve point
+    (stage / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in logs))
+    curve = S.training_curve(stage / "final")
+    assert curve == [{"step": 10, "reward": 0.1235, "frac_reward_zero_std": 0.5, "entropy": 0.09, "loss": 0.01,
+                      "reward/dark_event": 0.0},
+                     {"step": 20, "reward": 0.2, "frac_reward_zero_std": 0.4, "reward/mixvid": 0.3}]
+    with pytest.raises(FileNotFoundError, match="metrics.jsonl"):
+        S.training_curve(tmp_path / "elsewhere" / "final")
+
+
+def test_plot_curves_draws_one_line_per_rl_run_and_names_the_fix_for_an_old_file(tmp_path):
+    curve = [{"step": s, "reward": 0.1 * s, "reward/dark_event": 0.0, "reward/mixvid": 0.2,
+              "frac_reward_zero_std": 0.5, "entropy": 0.1} for s in (10, 20)]
+    runs = [{"seed": 0, "arm": "start", "tasks": {}}, {"seed": 0, "arm": "grpo", "tasks": {}, "curve": curve},
+            {"seed": 1, "arm": "grpo", "tasks": {}, "curve": curve},
+            {"seed": 0, "arm": "no_proxy", "tasks": {}, "curve": curve},
+            {"seed": 0, "arm": "sft", "tasks": {}, "curve": [{"step": 10, "loss": 1.0}]}]
+    path = tmp_path / "study.json"
+    path.write_text(json.dumps({"runs": runs}))
+    fig = S.plot_curves(path)
+    panels = {ax.get_title(): ax for ax in fig.axes}
+    assert len(panels) == len(S.CURVE_PANELS)
+    styles = sorted(line.get_linestyle() for line in panels["entropy (nats / token)"].get_lines())
+    assert styles == ["-", "-", "--"]  # two grpo seeds solid, no_proxy dashed, sft has no entropy curve
+    path.write_text(json.dumps({"runs": [{k: v for k, v in r.items() if k != "curve"} for r in runs]}))
+    with pytest.raises(ValueError, match="rerun"):
+        S.plot_curves(path)

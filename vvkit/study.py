@@ -154,10 +154,60 @@ def seed_table(runs: Sequence[dict]) -> Any:
     return pd.DataFrame(out).set_index(["task", "arm"])
 
 
-def benchmark_table(path: str | Path | None = None) -> Any:
-    """`seed_table` of the study benchmark's results (default `benchmarks/results/study.json`)."""
-
+def _benchmark(path: str | Path | None) -> dict:
     path = Path(path) if path else repo_root() / "benchmarks" / "results" / "study.json"
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no study benchmark results; run `python benchmarks/bench_study.py`")
-    return seed_table(json.loads(path.read_text())["runs"])
+    return json.loads(path.read_text())
+
+
+def benchmark_table(path: str | Path | None = None) -> Any:
+    """`seed_table` of the study benchmark's results (default `benchmarks/results/study.json`)."""
+
+    return seed_table(_benchmark(path)["runs"])
+
+
+CURVE_KEYS = ("reward", "frac_reward_zero_std", "entropy", "loss", *(f"reward/{t}" for t in TASKS))
+
+
+def training_curve(policy: str | Path) -> list[dict]:
+    """The logged curve of a trained arm, read from the metrics log beside its policy (`train/<stage>/final`):
+    per logged step the reward (all tasks and per task), the fraction of groups with no reward spread, the entropy
+    and the loss. The benchmark keeps it next to the held-out scores, so the reason behind a result stays readable
+    after its run folders are gone."""
+
+    log = StageDir(Path(policy).parent).metrics
+    if not log.is_file():
+        raise FileNotFoundError(f"{log}: no metrics log beside the policy {policy}")
+    return [{"step": int(r["step"]), **{k: round(float(r[k]), 4) for k in CURVE_KEYS if k in r}}
+            for r in read_jsonl(log) if any(k in r for k in CURVE_KEYS)]
+
+
+CURVE_PANELS = (("reward/dark_event", "DarkEventInfer reward"), ("reward/mixvid", "MixVidQA reward"),
+                ("reward", "reward, all tasks"), ("frac_reward_zero_std", "groups with no reward spread"),
+                ("entropy", "entropy (nats / token)"))
+
+
+def plot_curves(path: str | Path | None = None) -> Any:
+    """The RL arms' training curves of the study benchmark, one line per seed (`grpo` solid, `no_proxy` dashed): do
+    the proxy rewards rise, and how many groups give GRPO no signal at all (paper §3: a group whose completions all
+    score the same has zero advantage)."""
+    import matplotlib.pyplot as plt
+
+    runs = [r for r in _benchmark(path)["runs"] if r["arm"] in ("grpo", "no_proxy")]
+    if not any(r.get("curve") for r in runs):
+        raise ValueError(f"{path or 'study.json'}: its runs hold no training curves (written by bench_study.py "
+                         "since the curves were added); rerun `python benchmarks/bench_study.py`")
+    fig, axes = plt.subplots(1, len(CURVE_PANELS), figsize=(3.2 * len(CURVE_PANELS), 2.8), constrained_layout=True)
+    colors = plt.get_cmap("tab10")
+    for ax, (key, title) in zip(axes, CURVE_PANELS):
+        for r in runs:
+            pts = [(c["step"], c[key]) for c in r.get("curve", []) if key in c]
+            if pts:
+                ax.plot(*zip(*pts), color=colors(r["seed"] % 10), ls="-" if r["arm"] == "grpo" else "--", lw=1.5,
+                        label=f"{r['arm']} seed {r['seed']}")
+        ax.set_title(title, fontsize=10)
+        ax.set_xlabel("step")
+    every_run = max(axes, key=lambda ax: len(ax.get_lines()))
+    fig.legend(*every_run.get_legend_handles_labels(), loc="outside lower center", ncol=6, fontsize=8)
+    return fig
