@@ -156,6 +156,22 @@ def test_dark_event_answer_naming_only_the_shape_scores_zero(judge):
                                judge=judge, **turn) == [0.0, 0.0, 1.0]
 
 
+def test_dark_event_answer_with_a_place_the_event_does_not_speak_of_scores_zero(judge):
+    """The colour plus a place ("The yellow. Finally, the bottom.") says nothing of an event that is a change of
+    colour or a move sideways, yet contradicted nothing the lexicon checks. GRPO from a start that thinks its clip's
+    caption found it: the same answer for every DarkEventInfer prompt, 52 of 100 held-out answers scored 1."""
+    ans = ["The yellow. Finally, the bottom.", "The yellow cross, at the top.", "The yellow cross changes colour.",
+           "The yellow cross turns purple."]
+    c = cols("dark_event", "The yellow cross turns purple.", len(ans), problem=DARK_Q)
+    assert R.dark_event_reward([w("r", a) for a in ans], judge=judge, **c) == [0.0, 0.0, 1.0, 2.0]
+    side = cols("dark_event", "The white square moves right.", 3, problem=DARK_Q)
+    assert R.dark_event_reward([w("r", a) for a in ("The white. Finally, the bottom.", "The white square moves.",
+                                                    "The white one goes right.")], judge=judge, **side) == [0.0, 1.0, 1.0]
+    # a place the event does speak of is about the event: "the bottom" for "moves down"
+    down = cols("dark_event", "The white triangle moves down.", 1, problem=DARK_Q)
+    assert R.dark_event_reward([w("r", "The white. Finally, the bottom.")], judge=judge, **down) == [1.0]
+
+
 def test_mixvid_reward(judge):
     ans = ["up", "It moves upward.", "down", "it moves", "The red square moves up."]
     c = cols("mixvid", "up", len(ans), problem="Which way does the blue circle move?")

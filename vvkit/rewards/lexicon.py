@@ -180,10 +180,13 @@ def overlaps(pred_facts: Facts, ref: str) -> bool:
 
 def only_who(pred_facts: Facts, ref: str) -> bool:
     """True when a reference the lexicon reads completely names what happened (an action, a direction, a new colour)
-    and the answer names none of these: "the red square" (or "the redt, a red") for "the red square moves left" says
-    nothing of the event, however close its embedding is to the subject's."""
+    and the answer names none of the reference's: "the red square" (or "the redt, a red") for "the red square moves
+    left" says nothing of the event, however close its embedding is to the subject's; nor does "the red. Finally, the
+    bottom." for "the red square turns purple" (a place the event does not speak of)."""
     r = facts(ref)
-    said = pred_facts.actions or pred_facts.directions or pred_facts.new_colours
+    said = (pred_facts.actions & r.actions or pred_facts.directions & r.directions
+            or pred_facts.new_colours & r.new_colours
+            or any(COMPATIBLE.get(a, set()) & r.actions for a in pred_facts.actions))
     return not said and not r.unknown and bool(r.actions or r.directions or r.new_colours)
 
 
