@@ -225,3 +225,25 @@ def test_plot_curves_draws_one_line_per_rl_run_and_names_the_fix_for_an_old_file
     path.write_text(json.dumps({"runs": [{k: v for k, v in r.items() if k != "curve"} for r in runs]}))
     with pytest.raises(ValueError, match="rerun"):
         S.plot_curves(path)
+
+
+def test_describing_think_lever_thinks_each_question_s_caption_and_counts_what_it_leaves_out():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("lever", ROOT / "benchmarks" / "lever_describing_think.py")
+    lever = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(lever)
+    cap = Row(id="c", video="v1.mp4", problem="describe", solution="A red square moves right.", problem_type="caption",
+              meta={"video_id": "v1"})
+    rows, left_out = lever.describing_rows(
+        [cap, _row(1, "mcq", "v1"), _row(2, "open_ended", "v2"), _row(3, "dark_event", "v1")], "I watch the video.")
+    assert left_out == 1  # the open-ended row's video has no caption row; the dark row is never an instruct row
+    assert [(r.id, r.meta["reasoning"]) for r in rows] == [("c", "I watch the video."),
+                                                          ("r1", "A red square moves right.")]
+    params = lever.study_params(Path("/tmp/start"), 24)
+    default = read_params(ROOT / "params" / "default.yaml")
+    assert params["grpo_training"]["instruct_start"] == "/tmp/start"
+    assert params["grpo_training"]["max_completion_length"] == default["grpo_training"]["max_completion_length"] + 24
+    assert params["analysis"]["max_new_tokens"] == default["analysis"]["max_new_tokens"] + 24
+    inside = lever.study_params(ROOT / "benchmarks" / ".cache" / "x" / "start", 0)
+    assert inside["grpo_training"]["instruct_start"] == "benchmarks/.cache/x/start"  # no machine path in the params
