@@ -28,7 +28,7 @@ import yaml
 
 from vvkit import study as S
 from vvkit.config import read_params, stage_config
-from vvkit.data import INSTRUCT_TASKS
+from vvkit.data import INSTRUCT_TASKS, video_of
 from vvkit.instruct import sft_config
 from vvkit.io import atomic_write_text
 from vvkit.schema import load_rows, save_rows
@@ -36,10 +36,6 @@ from vvkit.sft import warm_start
 from vvkit.shipped_start import read_manifest, shipped_start, write_start
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def video_of(row) -> str:
-    return row.meta.get("video_id") or row.video
 
 
 def describing_rows(train: list, fixed: str) -> tuple[list, int]:

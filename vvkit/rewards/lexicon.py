@@ -184,10 +184,8 @@ def only_who(pred_facts: Facts, ref: str) -> bool:
     left" says nothing of the event, however close its embedding is to the subject's; nor does "the red. Finally, the
     bottom." for "the red square turns purple" (a place the event does not speak of)."""
     r = facts(ref)
-    said = (pred_facts.actions & r.actions or pred_facts.directions & r.directions
-            or pred_facts.new_colours & r.new_colours
-            or any(COMPATIBLE.get(a, set()) & r.actions for a in pred_facts.actions))
-    return not said and not r.unknown and bool(r.actions or r.directions or r.new_colours)
+    event = dataclasses.replace(pred_facts, colours=frozenset(), shapes=frozenset(), numbers=frozenset())
+    return not overlaps(event, ref) and not r.unknown and bool(r.actions or r.directions or r.new_colours)
 
 
 def merge(items: list[Facts]) -> Facts:
